@@ -1,0 +1,65 @@
+// The one registration place: every skelops operator schema, and the Python module skelops._C.
+//
+// Backward passes are operators of their own (graph_conv_backward), with device kernels like
+// the forward ones; autograd, fake kernels and autocast are registered from Python
+// (skelops/ops/).
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+#include <skelops/build_config.h>
+#include <torch/library.h>
+
+#include <string>
+#include <vector>
+
+TORCH_LIBRARY(skelops, m) {
+  // x [N, C_in, T, V], weight [K, C_out, C_in], adjacency [K, V, V] or [N, K, V, V] (A[k, v, w]
+  // carries source joint v to target joint w), bias [C_out] or [K, C_out] -> [N, C_out, T, V].
+  m.def("graph_conv(Tensor x, Tensor weight, Tensor adjacency, Tensor? bias=None) -> Tensor",
+        {at::Tag::pt2_compliant_tag});
+  // Gradients (x, weight, adjacency, bias) for output_mask; a masked-out one is an empty tensor.
+  m.def(
+      "graph_conv_backward(Tensor grad_out, Tensor x, Tensor weight, Tensor adjacency, "
+      "Tensor? bias, bool[4] output_mask) -> (Tensor, Tensor, Tensor, Tensor)",
+      {at::Tag::pt2_compliant_tag});
+}
+
+namespace {
+
+[[maybe_unused]] std::vector<std::string> split_archs(const std::string& archs) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= archs.size()) {
+    const size_t end = archs.find(',', start);
+    const std::string item = archs.substr(start, end == std::string::npos ? end : end - start);
+    if (!item.empty()) out.push_back("sm_" + item);
+    if (end == std::string::npos) break;
+    start = end + 1;
+  }
+  return out;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_C, m) {
+  m.doc() = "skelops compiled kernels; the operators live in torch.ops.skelops";
+  m.def("build_info", [] {
+    pybind11::dict info;
+    info["torch_version"] = std::string(SKELOPS_TORCH_VERSION);
+    std::vector<std::string> backends{"cpu"};
+#ifdef SKELOPS_WITH_CUDA
+    backends.push_back("cuda");
+    info["cuda_version"] = std::string(SKELOPS_CUDA_VERSION);
+    info["cuda_archs"] = split_archs(SKELOPS_CUDA_ARCHS_STR);
+#else
+    info["cuda_version"] = pybind11::none();
+    info["cuda_archs"] = std::vector<std::string>{};
+#endif
+    info["backends"] = backends;
+#if defined(__clang__)
+    info["compiler"] = std::string("clang ") + __clang_version__;
+#elif defined(__GNUC__)
+    info["compiler"] = std::string("gcc ") + __VERSION__;
+#endif
+    return info;
+  });
+}

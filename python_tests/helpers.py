@@ -1,0 +1,37 @@
+"""Shared test helpers: devices, per-dtype tolerances, comparisons."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+# Relative to the largest magnitude of the expected tensor.
+TOLERANCE = {
+    torch.float64: 1e-10,
+    torch.float32: 2e-5,
+    torch.float16: 4e-3,
+    torch.bfloat16: 3e-2,
+}
+
+
+def assert_close_scaled(actual: torch.Tensor, expected: torch.Tensor, dtype: torch.dtype) -> None:
+    """``|actual - expected| <= tol(dtype) * max|expected|`` elementwise, in float64."""
+    assert actual.shape == expected.shape, (actual.shape, expected.shape)
+    a, e = actual.detach().double().cpu(), expected.detach().double().cpu()
+    scale = max(e.abs().max().item(), 1e-12)
+    err = (a - e).abs().max().item()
+    assert err <= TOLERANCE[dtype] * scale, f"max error {err:.3g} > {TOLERANCE[dtype]} * {scale:.3g}"
+
+
+def triton_usable(device: str) -> bool:
+    from skelops import triton as skelops_triton
+
+    return skelops_triton.supports_device(torch.device(device))
+
+
+def skip_unless_triton(device: str) -> None:
+    pytest.importorskip("triton")
+    if not triton_usable(device):
+        pytest.skip("Triton needs a CUDA device or TRITON_INTERPRET=1")

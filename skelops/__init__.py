@@ -1,0 +1,35 @@
+"""skelops: fused operators, layers and models for skeleton-based action recognition."""
+
+from __future__ import annotations
+
+import torch as _torch  # noqa: F401  (libtorch must be loaded before the extension)
+
+from ._loader import load_extension as _load_extension
+
+_C = _load_extension()
+
+__version__ = "0.1.0"
+
+from . import graphs, nn, ops, reference  # noqa: E402  (after the extension registered its ops)
+from .ops import graph_conv  # noqa: E402
+
+__all__ = ["build_info", "graph_conv", "graphs", "nn", "ops", "reference"]
+
+
+def build_info() -> dict:
+    """What the compiled extension was built with.
+
+    Returns a dict with ``torch_version`` (the torch it was compiled against), ``backends``
+    (compiled-in C++/CUDA backends, e.g. ``["cpu", "cuda"]``), ``cuda_version``, ``cuda_archs``
+    (e.g. ``["sm_80", "sm_90"]``), ``compiler``, and ``triton`` (whether the Triton kernels can
+    run here: on a CUDA device, or on the CPU under ``TRITON_INTERPRET=1``).
+    """
+    info = dict(_C.build_info())
+    info["triton"] = _triton_available()
+    return info
+
+
+def _triton_available() -> bool:
+    from .triton import is_available
+
+    return is_available()

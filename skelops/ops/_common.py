@@ -1,0 +1,144 @@
+"""Pieces every skelops operator wrapper uses: argument checks with clear messages, backend
+selection, and autocast registration."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Sequence
+
+import torch
+
+from .. import triton as _triton
+
+BACKENDS = ("auto", "cpu", "cuda", "triton", "reference")
+
+_LIBRARY = torch.library.Library("skelops", "IMPL")  # noqa: TID251  (kept alive for our impls)
+_warned: set[str] = set()
+
+
+def check_tensor(
+    name: str,
+    value: object,
+    ndims: Sequence[int],
+    shape_hint: str,
+    *,
+    floating: bool = True,
+) -> torch.Tensor:
+    """Raise TypeError/ValueError naming ``name`` unless ``value`` is a tensor of a rank in
+    ``ndims`` (and floating point when ``floating``)."""
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor {shape_hint}, got {type(value).__name__}")
+    if value.dim() not in ndims:
+        raise ValueError(
+            f"{name} must be {shape_hint} ({' or '.join(f'{d}-D' for d in ndims)}), "
+            f"got {value.dim()}-D with shape {tuple(value.shape)}"
+        )
+    if floating and not value.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got dtype {value.dtype}")
+    return value
+
+
+def check_same(name: str, value: torch.Tensor, like_name: str, like: torch.Tensor) -> None:
+    """Raise unless ``value`` has ``like``'s dtype and device."""
+    if value.device != like.device:
+        raise ValueError(
+            f"{name} must be on the same device as {like_name} ({like.device}), got {value.device}"
+        )
+    if value.dtype != like.dtype:
+        raise TypeError(
+            f"{name} must have the same dtype as {like_name} ({like.dtype}), got {value.dtype}"
+        )
+
+
+def check_dim(name: str, actual: int, expected: int, what: str) -> None:
+    if actual != expected:
+        raise ValueError(f"{name} must be {expected} ({what}), got {actual}")
+
+
+def has_compiled_kernel(op: str, device_type: str) -> bool:
+    """Whether ``torch.ops.skelops.<op>`` has a compiled kernel for ``device_type``."""
+    key = {"cpu": "CPU", "cuda": "CUDA"}[device_type]
+    return torch._C._dispatch_has_kernel_for_dispatch_key(f"skelops::{op}", key)
+
+
+def available_backends(op: str, device: torch.device) -> tuple[str, ...]:
+    """Backends that can run ``op`` on tensors of ``device``."""
+    return _available_backends(op, device.type)
+
+
+# A constant for torch.compile: registrations and the Triton setting don't change while running.
+@torch.compiler.assume_constant_result
+def _available_backends(op: str, device_type: str) -> tuple[str, ...]:
+    names = [d for d in ("cpu", "cuda") if d == device_type and has_compiled_kernel(op, d)]
+    if _triton.supports_device(torch.device(device_type)):
+        names.append("triton")
+    return (*names, "reference")
+
+
+def resolve_backend(op: str, backend: str, device: torch.device) -> str:
+    """Map ``backend`` (one of BACKENDS) to the one that runs for tensors on ``device``.
+
+    ``"auto"`` takes the compiled kernel of the tensors' device, then Triton, then the
+    reference (with a one-time warning). A forced backend that cannot run raises ValueError
+    naming the available ones.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    available = available_backends(op, device)
+    if backend == "auto":
+        chosen = available[0]
+        if chosen == "reference" and device.type in ("cpu", "cuda") and op not in _warned:
+            _warned.add(op)
+            warnings.warn(
+                f"skelops.{op}: no compiled or Triton kernel for {device.type} tensors in this "
+                "build; using the PyTorch reference",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        return chosen
+    if backend not in available:
+        if backend in ("cpu", "cuda") and device.type != backend:
+            reason = f"it needs {backend} tensors, got tensors on {device}"
+        elif backend == "triton":
+            reason = "triton is not installed, or the tensors are on the CPU without TRITON_INTERPRET=1"
+        else:
+            reason = f"skelops was built without {backend} kernels (see skelops.build_info())"
+        raise ValueError(
+            f"skelops.{op}: backend={backend!r} is not available: {reason}; available for "
+            f"{device.type} tensors: {list(available)}"
+        )
+    return backend
+
+
+def register_autocast(op: str, device_types: Sequence[str] = ("cpu", "cuda")) -> None:
+    """Under ``torch.autocast``, run ``torch.ops.skelops.<op>`` in the autocast dtype: every
+    floating-point tensor argument is cast to it (the kernels accumulate in fp32)."""
+    overload = getattr(torch.ops.skelops, op).default
+    for device_type in device_types:
+        key = "Autocast" + torch._C._dispatch_key_for_device(device_type)
+        keyset = torch._C.DispatchKeySet(getattr(torch._C.DispatchKey, key))
+
+        def kernel(_keyset, *args, _device_type=device_type, _exclude=keyset):
+            dtype = torch.get_autocast_dtype(_device_type)
+
+            def cast(value):
+                if (
+                    isinstance(value, torch.Tensor)
+                    and value.is_floating_point()
+                    and value.device.type == _device_type
+                ):
+                    return value.to(dtype)
+                return value
+
+            with torch._C._ExcludeDispatchKeyGuard(_exclude):
+                return overload(*(cast(a) for a in args))
+
+        _LIBRARY.impl(op, kernel, key, with_keyset=True)
+
+
+def register_autograd(
+    op: str,
+    backward: Callable,
+    setup_context: Callable,
+) -> None:
+    torch.library.register_autograd(f"skelops::{op}", backward, setup_context=setup_context)

@@ -1,0 +1,195 @@
+"""``skelops.graph_conv``: fused spatio-temporal graph convolution."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .. import reference
+from ._common import (
+    check_dim,
+    check_same,
+    check_tensor,
+    register_autocast,
+    register_autograd,
+    resolve_backend,
+)
+
+__all__ = ["graph_conv"]
+
+
+def graph_conv(
+    x: Tensor,
+    weight: Tensor,
+    adjacency: Tensor,
+    bias: Tensor | None = None,
+    backend: str = "auto",
+) -> Tensor:
+    """Spatio-temporal graph convolution without the ``K * C_out`` intermediate.
+
+    .. math::
+        y[n, o, t, w] = \\sum_k \\sum_c \\sum_v W[k, o, c]\\, x[n, c, t, v]\\, A[k, v, w] + b
+
+    Equal to ST-GCN's ``Conv2d(C_in, K * C_out, 1)`` followed by
+    ``einsum('nkctv,kvw->nctw')`` for the same parameters (``skelops.reference.graph_conv``).
+
+    Args:
+        x: ``[N, C_in, T, V]`` (batch, channels, frames, joints); any strides.
+        weight: ``[K, C_out, C_in]``: the channel mix of each adjacency subset ``k``.
+        adjacency: ``[K, V, V]`` shared, or ``[N, K, V, V]`` per sample (adaptive graphs).
+            ``A[k, v, w]`` carries source joint ``v`` to target joint ``w``.
+        bias: ``None``; ``[C_out]``, added after aggregation; or ``[K, C_out]``, added before
+            aggregation like the bias of ST-GCN's 1x1 convolution (so scaled by the column sums
+            ``sum_v A[k, v, w]``).
+        backend: ``"auto"`` (the compiled kernel of the tensors' device: C++ on CPU, CUDA on
+            GPU; then Triton; then the reference), or one of ``"cpu"``, ``"cuda"``,
+            ``"triton"``, ``"reference"`` to force it.
+
+    Returns:
+        ``[N, C_out, T, V]``, contiguous, in x's dtype.
+
+    Gradients flow to x, weight, adjacency and bias; the backward is its own operator
+    (``torch.ops.skelops.graph_conv_backward``) and saves only inputs. Under ``torch.autocast``
+    the compiled and Triton kernels run in the autocast dtype and accumulate in fp32.
+
+    NaN/Inf policy: no check is made. Values propagate through the dense arithmetic exactly as
+    in the reference: a NaN in ``x[n, :, t, :]`` makes ``y[n, :, t, :]`` NaN (it meets every
+    entry of A, zeros included), and a NaN in ``A[k]`` or ``W[k]`` spreads to every output.
+
+    Raises:
+        TypeError / ValueError: on a wrong rank, shape, dtype (integer, or mismatched between
+            arguments), device, an empty tensor, or an unavailable backend.
+    """
+    _check_arguments(x, weight, adjacency, bias)
+    chosen = resolve_backend("graph_conv", backend, x.device)
+    if chosen == "reference":
+        return reference.graph_conv(x, weight, adjacency, bias)
+    if chosen == "triton":
+        return torch.ops.skelops.graph_conv_triton(x, weight, adjacency, bias)
+    return torch.ops.skelops.graph_conv(x, weight, adjacency, bias)
+
+
+def _check_arguments(x: Tensor, weight: Tensor, adjacency: Tensor, bias: Tensor | None) -> None:
+    check_tensor("x", x, (4,), "[N, C_in, T, V]")
+    check_tensor("weight", weight, (3,), "[K, C_out, C_in]")
+    check_tensor("adjacency", adjacency, (3, 4), "[K, V, V] or [N, K, V, V]")
+    check_same("weight", weight, "x", x)
+    check_same("adjacency", adjacency, "x", x)
+    n, c_in, t, v = x.shape
+    if x.numel() == 0:
+        raise ValueError(f"x must be non-empty [N, C_in, T, V], got shape {tuple(x.shape)}")
+    k, c_out, w_c_in = weight.shape
+    if weight.numel() == 0:
+        raise ValueError(f"weight must be non-empty [K, C_out, C_in], got {tuple(weight.shape)}")
+    check_dim("weight.shape[2]", w_c_in, c_in, "C_in, x.shape[1]")
+    if adjacency.dim() == 4:
+        check_dim("adjacency.shape[0]", adjacency.shape[0], n, "N, x.shape[0], for per-sample A")
+    a_k, a_v, a_w = adjacency.shape[-3:]
+    check_dim("adjacency.shape[-3]", a_k, k, "K, weight.shape[0]")
+    if (a_v, a_w) != (v, v):
+        raise ValueError(
+            f"adjacency must be V x V with V={v} (x.shape[3]), got {a_v} x {a_w}"
+        )
+    if bias is not None:
+        check_tensor("bias", bias, (1, 2), "[C_out] or [K, C_out]")
+        check_same("bias", bias, "x", x)
+        if tuple(bias.shape) not in ((c_out,), (k, c_out)):
+            raise ValueError(
+                f"bias must be [C_out]=[{c_out}] or [K, C_out]=[{k}, {c_out}], "
+                f"got {tuple(bias.shape)}"
+            )
+
+
+# --- fake kernels (shapes for torch.compile / meta tensors) -----------------------------------
+
+
+def _fake_forward(
+    x: Tensor, weight: Tensor, adjacency: Tensor, bias: Tensor | None = None
+) -> Tensor:
+    _check_arguments(x, weight, adjacency, bias)
+    n, _, t, v = x.shape
+    return x.new_empty((n, weight.shape[1], t, v))
+
+
+def _fake_backward(
+    grad_out: Tensor,
+    x: Tensor,
+    weight: Tensor,
+    adjacency: Tensor,
+    bias: Tensor | None,
+    output_mask: list[bool],
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    _check_arguments(x, weight, adjacency, bias)
+    shapes = (x.shape, weight.shape, adjacency.shape, bias.shape if bias is not None else None)
+    return tuple(  # type: ignore[return-value]
+        x.new_empty(shape) if wanted and shape is not None else x.new_empty(0)
+        for wanted, shape in zip(output_mask, shapes)
+    )
+
+
+# --- autograd --------------------------------------------------------------------------------
+
+
+def _setup_context(ctx, inputs, output) -> None:
+    x, weight, adjacency, bias = inputs
+    need_x, need_w, need_a, need_b = ctx.needs_input_grad[:4]
+    # x is read only by dW and dA; a zero-stride stand-in gives dX its shape without keeping x.
+    ctx.x_meta = None if (need_w or need_a) else (x.shape, x.dtype, x.device)
+    ctx.save_for_backward(x if ctx.x_meta is None else None, weight, adjacency, bias)
+    ctx.output_mask = [need_x, need_w, need_a, bias is not None and need_b]
+
+
+def _make_backward(backward_op):
+    def backward(ctx, grad_out):
+        x, weight, adjacency, bias = ctx.saved_tensors
+        if x is None:
+            shape, dtype, device = ctx.x_meta
+            x = torch.empty((), dtype=dtype, device=device).expand(shape)
+        grads = backward_op(grad_out, x, weight, adjacency, bias, ctx.output_mask)
+        return tuple(g if wanted else None for g, wanted in zip(grads, ctx.output_mask))
+
+    return backward
+
+
+torch.library.register_fake("skelops::graph_conv")(_fake_forward)
+torch.library.register_fake("skelops::graph_conv_backward")(_fake_backward)
+register_autograd(
+    "graph_conv", _make_backward(torch.ops.skelops.graph_conv_backward), _setup_context
+)
+register_autocast("graph_conv")
+
+
+# --- Triton backend as operators of its own ---------------------------------------------------
+
+
+@torch.library.custom_op("skelops::graph_conv_triton", mutates_args=())
+def _graph_conv_triton(
+    x: Tensor, weight: Tensor, adjacency: Tensor, bias: Tensor | None
+) -> Tensor:
+    from ..triton.graph_conv import graph_conv_forward
+
+    return graph_conv_forward(x, weight, adjacency, bias)
+
+
+@torch.library.custom_op("skelops::graph_conv_triton_backward", mutates_args=())
+def _graph_conv_triton_backward(
+    grad_out: Tensor,
+    x: Tensor,
+    weight: Tensor,
+    adjacency: Tensor,
+    bias: Tensor | None,
+    output_mask: list[bool],
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    from ..triton.graph_conv import graph_conv_backward
+
+    return graph_conv_backward(grad_out, x, weight, adjacency, bias, output_mask)
+
+
+_graph_conv_triton.register_fake(_fake_forward)
+_graph_conv_triton_backward.register_fake(_fake_backward)
+register_autograd(
+    "graph_conv_triton",
+    _make_backward(torch.ops.skelops.graph_conv_triton_backward),
+    _setup_context,
+)
+register_autocast("graph_conv_triton")
