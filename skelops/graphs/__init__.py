@@ -1,0 +1,41 @@
+"""Skeleton layouts and graph construction for skeleton-based action recognition.
+
+Layouts (joints, edges, centre, bone parents, flip pairs, body parts) are data, registered by
+name; builders turn them into adjacency tensors ``A[k, v, w]`` in which subset ``k`` carries
+source joint ``v`` to target joint ``w``: ``y[..., w] = sum_v x[..., v] * A[k, v, w]``.
+Skeleton tensors are ``[N, C, T, V]`` or ``[N, C, T, V, M]``.
+"""
+
+from __future__ import annotations
+
+from .adjacency import build_adjacency, dilated_adjacency, hop_distance, normalize_adjacency
+from .hdgcn import hdgcn_adjacency, hdgcn_groups
+from .layouts import Layout, get_layout, list_layouts, register_layout
+from .mpgcn import PanoramicGraph, mpgcn_adjacency, panoramic_graph, to_panoramic
+from .sparse import BlockDiagonalAdjacency, SparseAdjacency, to_block_diagonal, to_sparse
+from .streams import bone_stream, jvbm_features, motion_stream, select_joints
+
+__all__ = [
+    "BlockDiagonalAdjacency",
+    "Layout",
+    "PanoramicGraph",
+    "SparseAdjacency",
+    "bone_stream",
+    "build_adjacency",
+    "dilated_adjacency",
+    "get_layout",
+    "hdgcn_adjacency",
+    "hdgcn_groups",
+    "hop_distance",
+    "jvbm_features",
+    "list_layouts",
+    "motion_stream",
+    "mpgcn_adjacency",
+    "normalize_adjacency",
+    "panoramic_graph",
+    "register_layout",
+    "select_joints",
+    "to_block_diagonal",
+    "to_panoramic",
+    "to_sparse",
+]
