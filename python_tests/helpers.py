@@ -22,7 +22,9 @@ def assert_close_scaled(actual: torch.Tensor, expected: torch.Tensor, dtype: tor
     a, e = actual.detach().double().cpu(), expected.detach().double().cpu()
     scale = max(e.abs().max().item(), 1e-12)
     err = (a - e).abs().max().item()
-    assert err <= TOLERANCE[dtype] * scale, f"max error {err:.3g} > {TOLERANCE[dtype]} * {scale:.3g}"
+    assert err <= TOLERANCE[dtype] * scale, (
+        f"max error {err:.3g} > {TOLERANCE[dtype]} * {scale:.3g}"
+    )
 
 
 def triton_usable(device: str) -> bool:

@@ -118,13 +118,14 @@ def test_reference_matches_elementwise_definition(case):
 # --- forward and backward of every backend vs the reference -----------------------------------
 
 
+# Triton runs on the small cases only: under the CPU interpreter it is slow.
+BACKEND_CASES = [("compiled", c) for c in CASES] + [("triton", c) for c in SMALL_CASES]
+
+
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("backend", ["compiled", "triton"])
-@pytest.mark.parametrize("case", CASES, ids=str)
+@pytest.mark.parametrize("backend, case", BACKEND_CASES, ids=lambda p: str(p))
 def test_forward_backward_float64_and_float32(case, backend, device):
     backend = backends_for(device)[0] if backend == "compiled" else backend
-    if backend == "triton" and case not in SMALL_CASES:
-        pytest.skip("Triton is tested on the small cases (interpreter speed)")
     for dtype in (torch.float64, torch.float32):
         if backend == "cuda" and dtype == torch.float64:
             continue
@@ -137,10 +138,14 @@ def test_forward_backward_float64_and_float32(case, backend, device):
         y_ref = stgcn_conv_einsum(*ref_inputs)
         assert y.dtype == dtype and y.device.type == device and y.is_contiguous()
         assert_close_scaled(y, y_ref, dtype)
-        grad = torch.randn(y_ref.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+        grad = torch.randn(
+            y_ref.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(2)
+        )
         y.backward(grad.to(dtype).to(device))
         y_ref.backward(grad)
-        for name, t, r in zip(("x", "weight", "adjacency", "bias"), inputs, ref_inputs):
+        for name, t, r in zip(
+            ("x", "weight", "adjacency", "bias"), inputs, ref_inputs, strict=True
+        ):
             if t is not None:
                 assert t.grad is not None, name
                 assert_close_scaled(t.grad, r.grad, dtype)
@@ -200,7 +205,9 @@ def test_gradcheck_float64(case):
     inputs = sample_inputs(case, requires_grad=True, seed=6)
     args = [t for t in inputs]
     assert torch.autograd.gradcheck(
-        lambda x, w, a, *rest: skelops.graph_conv(x, w, a, rest[0] if rest else None, backend="cpu"),
+        lambda x, w, a, *rest: skelops.graph_conv(
+            x, w, a, rest[0] if rest else None, backend="cpu"
+        ),
         [t for t in args if t is not None],
     )
 
@@ -257,7 +264,7 @@ def test_compile_fullgraph_forward_backward():
     for t in (x, w, layer.weight):
         t.grad = None
     expected.sum().backward()
-    for g, t in zip(grads, (x, w, layer.weight)):
+    for g, t in zip(grads, (x, w, layer.weight), strict=True):
         torch.testing.assert_close(g, t.grad, rtol=1e-5, atol=1e-5)
 
 
@@ -269,8 +276,9 @@ def test_autocast_cpu_runs_in_bfloat16():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         y = skelops.graph_conv(x, w, a, b)
     assert y.dtype == torch.bfloat16
-    assert_close_scaled(y, stgcn_conv_einsum(x.double(), w.double(), a.double(), b.double()),
-                        torch.bfloat16)
+    assert_close_scaled(
+        y, stgcn_conv_einsum(x.double(), w.double(), a.double(), b.double()), torch.bfloat16
+    )
     y.float().sum().backward()
     assert x.grad.dtype == torch.float32 and w.grad.dtype == torch.float32
 
@@ -306,7 +314,9 @@ def test_graphconv_equals_stgcn_conv_temporal_graphical():
 def test_graphconv_edge_importance_and_forward_adjacency():
     torch.manual_seed(1)
     adjacency = torch.rand(2, 7, 7)
-    layer = skelops.nn.GraphConv(3, 4, adjacency, edge_importance=True, bias_before_aggregation=False)
+    layer = skelops.nn.GraphConv(
+        3, 4, adjacency, edge_importance=True, bias_before_aggregation=False
+    )
     with torch.no_grad():
         layer.edge_importance.uniform_(0.5, 1.5)
     x = torch.randn(2, 3, 5, 7)
@@ -351,7 +361,11 @@ def _good():
         (lambda x, w, a, b: (x, w, a, b[:, :2]), ValueError, r"bias must be \[C_out\]=\[5\]"),
         (lambda x, w, a, b: (x.long(), w, a, b), TypeError, "x must be a floating-point"),
         (lambda x, w, a, b: (x, w.double(), a, b), TypeError, "weight must have the same dtype"),
-        (lambda x, w, a, b: (x, w, a.to("meta"), b), ValueError, "adjacency must be on the same device"),
+        (
+            lambda x, w, a, b: (x, w, a.to("meta"), b),
+            ValueError,
+            "adjacency must be on the same device",
+        ),
         (lambda x, w, a, b: (x[:0], w, a, b), ValueError, "x must be non-empty"),
         (lambda x, w, a, b: (x.numpy(), w, a, b), TypeError, "x must be a torch.Tensor"),
     ],

@@ -126,6 +126,18 @@ void store_tile(const src_t* src, const src_t* bias /* [C, V] or null */, int64_
   }
 }
 
+// Per-thread scratch, taken from torch's CPU allocator so that memory profiles count it.
+template <typename T>
+struct Scratch {
+  at::Tensor storage;
+  T* ptr = nullptr;
+  explicit Scratch(int64_t elems)
+      : storage(at::empty({std::max<int64_t>(elems, 1)},
+                          at::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value))),
+        ptr(storage.data_ptr<T>()) {}
+  T* data() { return ptr; }
+};
+
 // Frames per tile: the tile's scratch should stay in a core's L2, and there should be a few
 // tiles per thread for load balance.
 int64_t frames_per_tile(const Problem& p, int64_t scratch_elems_per_frame, int64_t elem_bytes) {
@@ -205,7 +217,7 @@ void forward_impl(const Problem& p, const at::Tensor& x, const at::Tensor& weigh
   const int64_t V = p.V;
 
   at::parallel_for(0, p.N * tiles_per_sample, 1, [&](int64_t begin, int64_t end) {
-    std::vector<acc_t> xs(p.C_in * tb * V), z(mid * tb * V), ys(p.C_out * tb * V);
+    Scratch<acc_t> xs(p.C_in * tb * V), z(mid * tb * V), ys(p.C_out * tb * V);
     for (int64_t task = begin; task < end; ++task) {
       const int64_t n = task / tiles_per_sample;
       const int64_t t0 = (task % tiles_per_sample) * tb;
@@ -254,8 +266,12 @@ void backward_impl(const Problem& p, const at::Tensor& grad_out, const at::Tenso
   const int64_t num_chunks = std::min<int64_t>(at::get_num_threads(), num_tasks);
   const int64_t gw_elems = p.C_out * KC, ga_elems = p.K * V * V;
   // Per-chunk partial sums of dW and (A shared) dA, added up after the parallel loop.
-  std::vector<acc_t> gw_partial(need_gw ? num_chunks * gw_elems : 0, acc_t(0));
-  std::vector<acc_t> ga_partial(need_ga && !task_is_sample ? num_chunks * ga_elems : 0, acc_t(0));
+  const auto acc_opts = x.options().dtype(c10::CppTypeToScalarType<acc_t>::value);
+  at::Tensor gw_partial_t = at::zeros({need_gw ? num_chunks * gw_elems : 0}, acc_opts);
+  at::Tensor ga_partial_t =
+      at::zeros({need_ga && !task_is_sample ? num_chunks * ga_elems : 0}, acc_opts);
+  acc_t* gw_partial = gw_partial_t.data_ptr<acc_t>();
+  acc_t* ga_partial = ga_partial_t.data_ptr<acc_t>();
   acc_t* ga_per_sample = need_ga && task_is_sample ? grad_adjacency_acc.data_ptr<acc_t>() : nullptr;
 
   const scalar_t* xp = x.data_ptr<scalar_t>();
@@ -267,10 +283,10 @@ void backward_impl(const Problem& p, const at::Tensor& grad_out, const at::Tenso
   const acc_t* wkc = ops.weight_kc.template data_ptr<acc_t>();
 
   at::parallel_for(0, num_chunks, 1, [&](int64_t chunk_begin, int64_t chunk_end) {
-    std::vector<acc_t> gs(p.C_out * tb * V), xs(p.C_in * tb * V), g(KC * tb * V),
+    Scratch<acc_t> gs(p.C_out * tb * V), xs(p.C_in * tb * V), g(KC * tb * V),
         gxs(need_gx ? p.C_in * tb * V : 0);
     for (int64_t chunk = chunk_begin; chunk < chunk_end; ++chunk) {
-      acc_t* gw = need_gw ? gw_partial.data() + chunk * gw_elems : nullptr;
+      acc_t* gw = need_gw ? gw_partial + chunk * gw_elems : nullptr;
       const int64_t task_begin = chunk * num_tasks / num_chunks;
       const int64_t task_end = (chunk + 1) * num_tasks / num_chunks;
       for (int64_t task = task_begin; task < task_end; ++task) {
@@ -280,7 +296,7 @@ void backward_impl(const Problem& p, const at::Tensor& grad_out, const at::Tenso
         const acc_t* a = ops.adjacency_of(n);
         acc_t* ga = nullptr;
         if (need_ga) {
-          ga = task_is_sample ? ga_per_sample + n * ga_elems : ga_partial.data() + chunk * ga_elems;
+          ga = task_is_sample ? ga_per_sample + n * ga_elems : ga_partial + chunk * ga_elems;
         }
         for (int64_t tile = tile_begin; tile < tile_end; ++tile) {
           const int64_t t0 = tile * tb, tl = std::min(tb, p.T - t0);

@@ -119,6 +119,7 @@ class GraphConv(nn.Module):
         k, v = self.adjacency.shape[0], self.adjacency.shape[-1]
         return (
             f"{self.in_channels}, {self.out_channels}, subsets={k}, joints={v}, "
-            f"bias={self.bias is not None}, bias_before_aggregation={self.bias_before_aggregation}, "
+            f"bias={self.bias is not None}, "
+            f"bias_before_aggregation={self.bias_before_aggregation}, "
             f"edge_importance={self.edge_importance is not None}, backend={self.backend!r}"
         )

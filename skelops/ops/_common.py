@@ -100,7 +100,9 @@ def resolve_backend(op: str, backend: str, device: torch.device) -> str:
         if backend in ("cpu", "cuda") and device.type != backend:
             reason = f"it needs {backend} tensors, got tensors on {device}"
         elif backend == "triton":
-            reason = "triton is not installed, or the tensors are on the CPU without TRITON_INTERPRET=1"
+            reason = (
+                "triton is not installed, or the tensors are on the CPU without TRITON_INTERPRET=1"
+            )
         else:
             reason = f"skelops was built without {backend} kernels (see skelops.build_info())"
         raise ValueError(

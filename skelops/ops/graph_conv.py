@@ -87,9 +87,7 @@ def _check_arguments(x: Tensor, weight: Tensor, adjacency: Tensor, bias: Tensor 
     a_k, a_v, a_w = adjacency.shape[-3:]
     check_dim("adjacency.shape[-3]", a_k, k, "K, weight.shape[0]")
     if (a_v, a_w) != (v, v):
-        raise ValueError(
-            f"adjacency must be V x V with V={v} (x.shape[3]), got {a_v} x {a_w}"
-        )
+        raise ValueError(f"adjacency must be V x V with V={v} (x.shape[3]), got {a_v} x {a_w}")
     if bias is not None:
         check_tensor("bias", bias, (1, 2), "[C_out] or [K, C_out]")
         check_same("bias", bias, "x", x)
@@ -123,7 +121,7 @@ def _fake_backward(
     shapes = (x.shape, weight.shape, adjacency.shape, bias.shape if bias is not None else None)
     return tuple(  # type: ignore[return-value]
         x.new_empty(shape) if wanted and shape is not None else x.new_empty(0)
-        for wanted, shape in zip(output_mask, shapes)
+        for wanted, shape in zip(output_mask, shapes, strict=True)
     )
 
 
@@ -146,7 +144,9 @@ def _make_backward(backward_op):
             shape, dtype, device = ctx.x_meta
             x = torch.empty((), dtype=dtype, device=device).expand(shape)
         grads = backward_op(grad_out, x, weight, adjacency, bias, ctx.output_mask)
-        return tuple(g if wanted else None for g, wanted in zip(grads, ctx.output_mask))
+        return tuple(
+            g if wanted else None for g, wanted in zip(grads, ctx.output_mask, strict=True)
+        )
 
     return backward
 
@@ -163,9 +163,7 @@ register_autocast("graph_conv")
 
 
 @torch.library.custom_op("skelops::graph_conv_triton", mutates_args=())
-def _graph_conv_triton(
-    x: Tensor, weight: Tensor, adjacency: Tensor, bias: Tensor | None
-) -> Tensor:
+def _graph_conv_triton(x: Tensor, weight: Tensor, adjacency: Tensor, bias: Tensor | None) -> Tensor:
     from ..triton.graph_conv import graph_conv_forward
 
     return graph_conv_forward(x, weight, adjacency, bias)

@@ -1,0 +1,3 @@
+from ..cli import main
+
+raise SystemExit(main(["bench", *__import__("sys").argv[1:]]))

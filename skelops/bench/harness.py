@@ -1,0 +1,448 @@
+"""Benchmark harness: times every registered op benchmark against its reference and the
+strongest alternative in the same run, on the same inputs, and writes one JSON file.
+
+Method (../shared/GUIDE.md section 3): forward (under ``torch.no_grad``) and forward+backward
+(``torch.autograd.grad`` of the output against a fixed upstream gradient) are timed after a
+warm-up; the median of many repeats is reported (``triton.testing.do_bench`` with device
+events on GPU, ``torch.utils.benchmark`` on CPU). Inputs are rotated through enough copies
+to exceed the last-level cache, so no candidate runs on cache-warm data the others lack.
+Peak memory is the highest live allocation above what existed before the call (CUDA
+allocator statistics on GPU; the profiler's allocation events on CPU). Achieved FLOP/s and
+bytes/s are compared with ceilings measured in the same run (a large GEMM and a large copy).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import json
+import math
+import os
+import platform
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+
+# --- what a benchmark declares ---------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Candidate:
+    """One implementation of the op: ``fn(*inputs) -> Tensor``.
+
+    role: ``"subject"`` (a skelops backend), ``"reference"`` (what speedups are relative to)
+    or ``"alternative"`` (what a user could use instead; the fastest one is reported).
+    """
+
+    name: str
+    fn: Callable[..., torch.Tensor]
+    role: str
+    setup: Callable[[], None] | None = None  # e.g. compile/warm-up outside the timed region
+
+
+@dataclasses.dataclass
+class Case:
+    """One shape/dtype/device point of an op benchmark."""
+
+    op: str
+    shape: str
+    dtype: torch.dtype
+    device: str
+    make_inputs: Callable[[], list[torch.Tensor]]  # fresh inputs; those needing grad have it
+    candidates: list[Candidate]
+    flops_fwd: float
+    flops_fwdbwd: float
+    bytes_fwd: float
+    bytes_fwdbwd: float
+    note: str = ""
+
+
+_REGISTRY: dict[str, Callable[[str], list[Case]]] = {}
+
+
+def register(op: str) -> Callable:
+    """Decorator: ``@register("graph_conv") def cases(device: str) -> list[Case]``."""
+
+    def wrap(fn: Callable[[str], list[Case]]) -> Callable[[str], list[Case]]:
+        _REGISTRY[op] = fn
+        return fn
+
+    return wrap
+
+
+def registered_ops() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+# --- timing and memory -----------------------------------------------------------------------
+
+_CACHE_BYTES = 256 * 2**20  # rotate inputs through at least this much memory
+
+
+def _synchronize(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def _time_ms(fn: Callable[[], object], device: str, min_run_time: float) -> float:
+    if device.startswith("cuda"):
+        import triton.testing
+
+        return float(triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median"))
+    import torch.utils.benchmark as tbench
+
+    fn()
+    timer = tbench.Timer(stmt="fn()", globals={"fn": fn})
+    return timer.blocked_autorange(min_run_time=min_run_time).median * 1e3
+
+
+def _peak_bytes(fn: Callable[[], object], device: str) -> int:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        fn()
+        torch.cuda.synchronize()
+        return torch.cuda.max_memory_allocated() - base
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    events = sorted(
+        (e for e in prof.events() if e.self_cpu_memory_usage != 0),
+        key=lambda e: e.time_range.start,
+    )
+    live = peak = 0
+    for event in events:
+        live += event.self_cpu_memory_usage
+        peak = max(peak, live)
+    return peak
+
+
+class _Rotation:
+    """Copies of a case's inputs, handed out in turn, together larger than the cache."""
+
+    def __init__(self, case: Case) -> None:
+        first = case.make_inputs()
+        size = sum(t.numel() * t.element_size() for t in first)
+        count = max(2, min(64, math.ceil(_CACHE_BYTES / max(size, 1))))
+        self.sets = [first] + [case.make_inputs() for _ in range(count - 1)]
+        self.index = 0
+
+    def next(self) -> list[torch.Tensor]:
+        self.index = (self.index + 1) % len(self.sets)
+        return self.sets[self.index]
+
+
+def _measure(case: Case, cand: Candidate, min_run_time: float) -> dict:
+    if cand.setup is not None:
+        cand.setup()
+    rotation = _Rotation(case)
+    with torch.no_grad():
+        out = cand.fn(*rotation.sets[0])
+    grad_out = torch.randn_like(out)
+
+    def forward() -> None:
+        with torch.no_grad():
+            cand.fn(*rotation.next())
+
+    def forward_backward() -> None:
+        inputs = rotation.next()
+        needs = [t for t in inputs if t.requires_grad]
+        torch.autograd.grad(cand.fn(*inputs), needs, grad_out)
+
+    forward_backward()  # warm-up (and lazy initialisation) outside the timed region
+    _synchronize(case.device)
+    result = {
+        "fwd_ms": _time_ms(forward, case.device, min_run_time),
+        "fwdbwd_ms": _time_ms(forward_backward, case.device, min_run_time),
+        "peak_fwd_bytes": _peak_bytes(forward, case.device),
+        "peak_fwdbwd_bytes": _peak_bytes(forward_backward, case.device),
+    }
+    return result
+
+
+# --- device ceilings -------------------------------------------------------------------------
+
+
+def measure_ceilings(device: str, dtype: torch.dtype, min_run_time: float = 0.5) -> dict:
+    """A large GEMM's FLOP/s (in ``dtype``) and a large copy's bytes/s on ``device``."""
+    n = 4096 if device.startswith("cuda") else 1536
+    a = torch.randn(n, n, device=device).to(dtype)
+    b = torch.randn(n, n, device=device).to(dtype)
+    gemm_ms = _time_ms(lambda: torch.mm(a, b), device, min_run_time)
+    numel = (1 << 28 if device.startswith("cuda") else 1 << 26) // 4
+    src = torch.empty(numel, device=device, dtype=torch.float32).uniform_()
+    dst = torch.empty_like(src)
+    copy_ms = _time_ms(lambda: dst.copy_(src), device, min_run_time)
+    return {
+        "gemm_flops_per_s": 2 * n**3 / (gemm_ms * 1e-3),
+        "copy_bytes_per_s": 2 * src.numel() * 4 / (copy_ms * 1e-3),
+        "gemm_size": n,
+        "copy_bytes": src.numel() * 4,
+    }
+
+
+def device_description(device: str) -> dict:
+    if device.startswith("cuda"):
+        props = torch.cuda.get_device_properties(device)
+        return {
+            "type": "cuda",
+            "name": props.name,
+            "memory_bytes": props.total_memory,
+            "multiprocessors": props.multi_processor_count,
+            "capability": f"{props.major}.{props.minor}",
+        }
+    name = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    name = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {
+        "type": "cpu",
+        "name": name,
+        "threads": torch.get_num_threads(),
+        "cores": os.cpu_count(),
+    }
+
+
+def versions() -> dict:
+    import skelops
+
+    info = {
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "skelops": skelops.__version__,
+        "skelops_build": skelops.build_info(),
+    }
+    try:
+        import triton
+
+        info["triton"] = triton.__version__
+    except ImportError:
+        info["triton"] = None
+    return info
+
+
+# --- running ---------------------------------------------------------------------------------
+
+
+def _row(
+    case: Case, cand: Candidate, m: dict, ref: dict, best_alt: dict | None, ceilings: dict
+) -> dict:
+    floor_ms = (
+        max(
+            case.flops_fwdbwd / ceilings["gemm_flops_per_s"],
+            case.bytes_fwdbwd / ceilings["copy_bytes_per_s"],
+        )
+        * 1e3
+    )
+    row = {
+        "op": case.op,
+        "shape": case.shape,
+        "dtype": str(case.dtype).replace("torch.", ""),
+        "device": case.device,
+        "candidate": cand.name,
+        "role": cand.role,
+        **m,
+        "speedup_fwd_vs_reference": ref["fwd_ms"] / m["fwd_ms"],
+        "speedup_fwdbwd_vs_reference": ref["fwdbwd_ms"] / m["fwdbwd_ms"],
+        "peak_fwdbwd_ratio_vs_reference": m["peak_fwdbwd_bytes"] / max(ref["peak_fwdbwd_bytes"], 1),
+        "flops_fwdbwd": case.flops_fwdbwd,
+        "bytes_fwdbwd": case.bytes_fwdbwd,
+        "achieved_tflops_fwdbwd": case.flops_fwdbwd / (m["fwdbwd_ms"] * 1e-3) / 1e12,
+        "achieved_gbs_fwdbwd": case.bytes_fwdbwd / (m["fwdbwd_ms"] * 1e-3) / 1e9,
+        "floor_fwdbwd_ms": floor_ms,
+        "fraction_of_floor_fwdbwd": floor_ms / m["fwdbwd_ms"],
+    }
+    if best_alt is not None:
+        row["best_alternative"] = best_alt["candidate"]
+        row["speedup_fwd_vs_best_alternative"] = best_alt["fwd_ms"] / m["fwd_ms"]
+        row["speedup_fwdbwd_vs_best_alternative"] = best_alt["fwdbwd_ms"] / m["fwdbwd_ms"]
+    return row
+
+
+def run(
+    ops: Sequence[str] | None = None,
+    devices: Sequence[str] | None = None,
+    min_run_time: float = 0.5,
+    progress: bool = True,
+) -> dict:
+    """Run the registered benchmarks; returns the report (see ``write_report``)."""
+    from . import graph_conv as _graph_conv  # noqa: F401  (registers its cases)
+
+    ops = list(ops) if ops else registered_ops()
+    unknown = sorted(set(ops) - set(_REGISTRY))
+    if unknown:
+        raise ValueError(f"unknown op benchmark(s) {unknown}; registered: {registered_ops()}")
+    if devices is None:
+        devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    cases = [case for op in ops for device in devices for case in _REGISTRY[op](device)]
+    work = sum(len(c.candidates) for c in cases)
+    bar = _progress_bar(work, progress)
+    report: dict = {
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "versions": versions(),
+        "devices": {},
+        "results": [],
+    }
+    ceilings: dict[tuple[str, torch.dtype], dict] = {}
+    for case in cases:
+        key = (case.device, case.dtype)
+        if key not in ceilings:
+            ceilings[key] = measure_ceilings(case.device, case.dtype, min_run_time)
+            entry = report["devices"].setdefault(
+                case.device, {"description": device_description(case.device), "ceilings": {}}
+            )
+            entry["ceilings"][str(case.dtype).replace("torch.", "")] = ceilings[key]
+        measured: dict[str, dict] = {}
+        for cand in case.candidates:
+            bar.set_description(f"{case.op} {case.shape} {case.dtype} {cand.name}"[:70])
+            try:
+                measured[cand.name] = {"candidate": cand.name, **_measure(case, cand, min_run_time)}
+            except Exception as err:  # a failing candidate is reported, not fatal
+                measured[cand.name] = {"candidate": cand.name, "error": repr(err)}
+            bar.update(1)
+        ref = next(measured[c.name] for c in case.candidates if c.role == "reference")
+        if "error" in ref:
+            raise RuntimeError(f"{case.op} {case.shape}: the reference failed: {ref['error']}")
+        alts = [
+            measured[c.name]
+            for c in case.candidates
+            if c.role == "alternative" and "error" not in measured[c.name]
+        ]
+        best_alt = min(alts, key=lambda m: m["fwdbwd_ms"]) if alts else None
+        for cand in case.candidates:
+            m = measured[cand.name]
+            if "error" in m:
+                report["results"].append(
+                    {
+                        "op": case.op,
+                        "shape": case.shape,
+                        "dtype": str(case.dtype).replace("torch.", ""),
+                        "device": case.device,
+                        "candidate": cand.name,
+                        "role": cand.role,
+                        "error": m["error"],
+                    }
+                )
+                continue
+            fields = {k: v for k, v in m.items() if k != "candidate"}
+            report["results"].append(
+                _row(
+                    case,
+                    cand,
+                    fields,
+                    ref,
+                    best_alt if cand.role == "subject" else None,
+                    ceilings[key],
+                )
+            )
+    bar.close()
+    return report
+
+
+def _progress_bar(total: int, enabled: bool):
+    try:
+        from tqdm import tqdm
+
+        return tqdm(total=total, disable=not enabled, file=sys.stderr, leave=False)
+    except ImportError:  # tqdm is a dependency; this keeps the harness usable without it
+
+        class _Plain:
+            def __init__(self) -> None:
+                self.done = 0
+
+            def set_description(self, text: str) -> None:
+                if enabled:
+                    print(f"[{self.done + 1}/{total}] {text}", file=sys.stderr, flush=True)
+
+            def update(self, n: int) -> None:
+                self.done += n
+
+            def close(self) -> None:
+                pass
+
+        return _Plain()
+
+
+def format_table(report: dict) -> str:
+    """The report as a text table (one row per candidate)."""
+    header = (
+        "op",
+        "shape",
+        "dtype",
+        "device",
+        "backend",
+        "fwd ms",
+        "f+b ms",
+        "vs ref f/f+b",
+        "vs best alt f+b",
+        "peak mem vs ref",
+        "TFLOP/s",
+        "GB/s",
+        "% floor",
+    )
+    rows = [header]
+    for r in report["results"]:
+        if "error" in r:
+            rows.append(
+                (
+                    r["op"],
+                    r["shape"],
+                    r["dtype"],
+                    r["device"],
+                    r["candidate"],
+                    "error",
+                    r["error"][:40],
+                    "",
+                    "",
+                    "",
+                    "",
+                    "",
+                    "",
+                )
+            )
+            continue
+        alt = r.get("speedup_fwdbwd_vs_best_alternative")
+        rows.append(
+            (
+                r["op"],
+                r["shape"],
+                r["dtype"],
+                r["device"],
+                r["candidate"],
+                f"{r['fwd_ms']:.3f}",
+                f"{r['fwdbwd_ms']:.3f}",
+                f"{r['speedup_fwd_vs_reference']:.2f}x / {r['speedup_fwdbwd_vs_reference']:.2f}x",
+                f"{alt:.2f}x" if alt is not None else "",
+                f"{r['peak_fwdbwd_ratio_vs_reference']:.2f}",
+                f"{r['achieved_tflops_fwdbwd']:.3f}",
+                f"{r['achieved_gbs_fwdbwd']:.1f}",
+                f"{100 * r['fraction_of_floor_fwdbwd']:.0f}%",
+            )
+        )
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(header))]
+    lines = [
+        "  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    ]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def write_report(report: dict, directory: str | Path) -> Path:
+    """Write ``report`` as ``<directory>/bench-<device>-<UTC time>.json``; returns the path."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    kinds = "+".join(sorted(report["devices"])) or "none"
+    stamp = report["created"].replace(":", "").replace("+0000", "Z")[:17]
+    path = directory / f"bench-{kinds}-{stamp}.json"
+    path.write_text(json.dumps(report, indent=1, default=str) + "\n")
+    return path
