@@ -3,8 +3,9 @@ strongest alternative in the same run, on the same inputs, and writes one JSON f
 
 Method (../shared/GUIDE.md section 3): forward (under ``torch.no_grad``) and forward+backward
 (``torch.autograd.grad`` of the output against a fixed upstream gradient) are timed after a
-warm-up; the median of many repeats is reported (``triton.testing.do_bench`` with device
-events on GPU, ``torch.utils.benchmark`` on CPU). Inputs are rotated through enough copies
+warm-up, with all the process's threads; each measurement is the median of many repeats
+(``triton.testing.do_bench`` with device events on GPU, ``torch.utils.benchmark`` on CPU),
+taken in interleaved rounds over the candidates, and the median round is reported. Inputs are rotated through enough copies
 to exceed the last-level cache, so no candidate runs on cache-warm data the others lack.
 Peak memory is the highest live allocation above what existed before the call (CUDA
 allocator statistics on GPU; the profiler's allocation events on CPU). Achieved FLOP/s and
@@ -13,6 +14,7 @@ bytes/s are compared with ceilings measured in the same run (a large GEMM and a 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as _dt
 import json
@@ -32,8 +34,9 @@ import torch
 class Candidate:
     """One implementation of the op: ``fn(*inputs) -> Tensor``.
 
-    role: ``"subject"`` (a skelops backend), ``"reference"`` (what speedups are relative to)
-    or ``"alternative"`` (what a user could use instead; the fastest one is reported).
+    role: ``"subject"`` (a skelops backend), ``"reference"`` (what speedups are relative to;
+    also an alternative) or ``"alternative"`` (what a user could use instead; the fastest
+    non-skelops candidate is reported as the best alternative).
     """
 
     name: str
@@ -79,6 +82,8 @@ def registered_ops() -> list[str]:
 # --- timing and memory -----------------------------------------------------------------------
 
 _CACHE_BYTES = 256 * 2**20  # rotate inputs through at least this much memory
+_ROUNDS = 3  # interleaved timing rounds per case; the median is reported
+_WARMUP_CALLS = 5
 
 
 def _synchronize(device: str) -> None:
@@ -94,7 +99,8 @@ def _time_ms(fn: Callable[[], object], device: str, min_run_time: float) -> floa
     import torch.utils.benchmark as tbench
 
     fn()
-    timer = tbench.Timer(stmt="fn()", globals={"fn": fn})
+    # Timer runs single-threaded unless told otherwise; time with the threads users get.
+    timer = tbench.Timer(stmt="fn()", globals={"fn": fn}, num_threads=torch.get_num_threads())
     return timer.blocked_autorange(min_run_time=min_run_time).median * 1e3
 
 
@@ -108,7 +114,7 @@ def _peak_bytes(fn: Callable[[], object], device: str) -> int:
         return torch.cuda.max_memory_allocated() - base
     from torch.profiler import ProfilerActivity, profile
 
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+    with _quiet_stderr(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         fn()
     events = sorted(
         (e for e in prof.events() if e.self_cpu_memory_usage != 0),
@@ -119,6 +125,20 @@ def _peak_bytes(fn: Callable[[], object], device: str) -> int:
         live += event.self_cpu_memory_usage
         peak = max(peak, live)
     return peak
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Silence kineto's start/stop lines, which it writes straight to file descriptor 2."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(os.devnull, "w") as devnull:
+        os.dup2(devnull.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 class _Rotation:
@@ -136,32 +156,75 @@ class _Rotation:
         return self.sets[self.index]
 
 
-def _measure(case: Case, cand: Candidate, min_run_time: float) -> dict:
-    if cand.setup is not None:
-        cand.setup()
-    rotation = _Rotation(case)
-    with torch.no_grad():
-        out = cand.fn(*rotation.sets[0])
-    grad_out = torch.randn_like(out)
+class _Prepared:
+    """A candidate ready to time: its rotated inputs, upstream gradient and closures."""
 
-    def forward() -> None:
+    def __init__(self, case: Case, cand: Candidate) -> None:
+        if cand.setup is not None:
+            cand.setup()
+        self.device = case.device
+        self.rotation = _Rotation(case)
         with torch.no_grad():
-            cand.fn(*rotation.next())
+            out = cand.fn(*self.rotation.sets[0])
+        grad_out = torch.randn_like(out)
+        rotation = self.rotation
 
-    def forward_backward() -> None:
-        inputs = rotation.next()
-        needs = [t for t in inputs if t.requires_grad]
-        torch.autograd.grad(cand.fn(*inputs), needs, grad_out)
+        def forward() -> None:
+            with torch.no_grad():
+                cand.fn(*rotation.next())
 
-    forward_backward()  # warm-up (and lazy initialisation) outside the timed region
-    _synchronize(case.device)
-    result = {
-        "fwd_ms": _time_ms(forward, case.device, min_run_time),
-        "fwdbwd_ms": _time_ms(forward_backward, case.device, min_run_time),
-        "peak_fwd_bytes": _peak_bytes(forward, case.device),
-        "peak_fwdbwd_bytes": _peak_bytes(forward_backward, case.device),
-    }
-    return result
+        def forward_backward() -> None:
+            inputs = rotation.next()
+            needs = [t for t in inputs if t.requires_grad]
+            torch.autograd.grad(cand.fn(*inputs), needs, grad_out)
+
+        self.forward, self.forward_backward = forward, forward_backward
+        for _ in range(_WARMUP_CALLS):  # lazy initialisation and allocator steady state
+            forward_backward()
+        _synchronize(case.device)
+
+    def time(self, min_run_time: float) -> tuple[float, float]:
+        return (
+            _time_ms(self.forward, self.device, min_run_time),
+            _time_ms(self.forward_backward, self.device, min_run_time),
+        )
+
+    def peaks(self) -> tuple[int, int]:
+        return _peak_bytes(self.forward, self.device), _peak_bytes(
+            self.forward_backward, self.device
+        )
+
+
+def _measure_all(case: Case, min_run_time: float, on_done: Callable[[str], None]) -> dict:
+    """Times every candidate of ``case`` in interleaved rounds (median over rounds), so slow
+    drifts of the machine or the allocator affect all candidates alike."""
+    prepared: dict[str, _Prepared] = {}
+    measured: dict[str, dict] = {}
+    for cand in case.candidates:
+        try:
+            prepared[cand.name] = _Prepared(case, cand)
+        except Exception as err:  # a failing candidate is reported, not fatal
+            measured[cand.name] = {"candidate": cand.name, "error": repr(err)}
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in prepared}
+    for _ in range(_ROUNDS):
+        for name, prep in prepared.items():
+            times[name].append(prep.time(min_run_time))
+    for name, prep in prepared.items():
+        fwd = sorted(t[0] for t in times[name])
+        fwdbwd = sorted(t[1] for t in times[name])
+        peak_fwd, peak_fwdbwd = prep.peaks()
+        measured[name] = {
+            "candidate": name,
+            "fwd_ms": fwd[len(fwd) // 2],
+            "fwdbwd_ms": fwdbwd[len(fwdbwd) // 2],
+            "fwd_ms_rounds": [t[0] for t in times[name]],
+            "fwdbwd_ms_rounds": [t[1] for t in times[name]],
+            "peak_fwd_bytes": peak_fwd,
+            "peak_fwdbwd_bytes": peak_fwdbwd,
+        }
+        on_done(name)
+    prepared.clear()
+    return measured
 
 
 # --- device ceilings -------------------------------------------------------------------------
@@ -301,21 +364,17 @@ def run(
                 case.device, {"description": device_description(case.device), "ceilings": {}}
             )
             entry["ceilings"][str(case.dtype).replace("torch.", "")] = ceilings[key]
-        measured: dict[str, dict] = {}
-        for cand in case.candidates:
-            bar.set_description(f"{case.op} {case.shape} {case.dtype} {cand.name}"[:70])
-            try:
-                measured[cand.name] = {"candidate": cand.name, **_measure(case, cand, min_run_time)}
-            except Exception as err:  # a failing candidate is reported, not fatal
-                measured[cand.name] = {"candidate": cand.name, "error": repr(err)}
-            bar.update(1)
+        bar.set_description(f"{case.op} {case.shape} {case.dtype}"[:70])
+        measured = _measure_all(case, min_run_time, lambda name: bar.update(1))
         ref = next(measured[c.name] for c in case.candidates if c.role == "reference")
         if "error" in ref:
             raise RuntimeError(f"{case.op} {case.shape}: the reference failed: {ref['error']}")
+        # The strongest alternative a user has: the fastest non-skelops candidate, the plain
+        # reference included (torch.compile is not always faster than eager).
         alts = [
             measured[c.name]
             for c in case.candidates
-            if c.role == "alternative" and "error" not in measured[c.name]
+            if c.role in ("alternative", "reference") and "error" not in measured[c.name]
         ]
         best_alt = min(alts, key=lambda m: m["fwdbwd_ms"]) if alts else None
         for cand in case.candidates:
