@@ -5,8 +5,9 @@ Method (../shared/GUIDE.md section 3): forward (under ``torch.no_grad``) and for
 (``torch.autograd.grad`` of the output against a fixed upstream gradient) are timed after a
 warm-up, with all the process's threads; each measurement is the median of many repeats
 (``triton.testing.do_bench`` with device events on GPU, ``torch.utils.benchmark`` on CPU),
-taken in interleaved rounds over the candidates, and the median round is reported. Inputs are rotated through enough copies
-to exceed the last-level cache, so no candidate runs on cache-warm data the others lack.
+taken in interleaved rounds over the candidates, and the median round is reported. Inputs
+are rotated through enough copies to exceed the last-level cache, so no candidate runs on
+cache-warm data the others lack.
 Peak memory is the highest live allocation above what existed before the call (CUDA
 allocator statistics on GPU; the profiler's allocation events on CPU). Achieved FLOP/s and
 bytes/s are compared with ceilings measured in the same run (a large GEMM and a large copy).
@@ -450,33 +451,14 @@ def format_table(report: dict) -> str:
     )
     rows = [header]
     for r in report["results"]:
+        ident = tuple(r[key] for key in ("op", "shape", "dtype", "device", "candidate"))
         if "error" in r:
-            rows.append(
-                (
-                    r["op"],
-                    r["shape"],
-                    r["dtype"],
-                    r["device"],
-                    r["candidate"],
-                    "error",
-                    r["error"][:40],
-                    "",
-                    "",
-                    "",
-                    "",
-                    "",
-                    "",
-                )
-            )
+            rows.append((*ident, "error", r["error"][:40], *[""] * 6))
             continue
         alt = r.get("speedup_fwdbwd_vs_best_alternative")
         rows.append(
             (
-                r["op"],
-                r["shape"],
-                r["dtype"],
-                r["device"],
-                r["candidate"],
+                *ident,
                 f"{r['fwd_ms']:.3f}",
                 f"{r['fwdbwd_ms']:.3f}",
                 f"{r['speedup_fwd_vs_reference']:.2f}x / {r['speedup_fwdbwd_vs_reference']:.2f}x",
