@@ -14,11 +14,11 @@ SOURCES := $(shell find csrc -type f) CMakeLists.txt pyproject.toml
 
 $(VENV)/.deps:
 	@if $(PYTHON) -c "import torch" 2>/dev/null; then \
-	  echo "using the installed torch $$($(PYTHON) -c 'import torch; print(torch.__version__)')"; \
-	  $(PYTHON) -m venv --system-site-packages $(VENV); \
-	else \
-	  $(PYTHON) -m venv $(VENV) && $(PIP) install -q torch==2.13.0; \
-	fi
+	  $(PYTHON) -m venv --system-site-packages $(VENV); else $(PYTHON) -m venv $(VENV); fi
+	@# A venv made from another venv's Python does not see that venv's packages: ask the new one.
+	@if $(PY) -c "import torch" 2>/dev/null; then \
+	  echo "using the installed torch $$($(PY) -c 'import torch; print(torch.__version__)')"; \
+	else $(PIP) install -q torch==2.13.0; fi
 	$(PIP) install -q "scikit-build-core>=0.10" "pybind11>=2.12" ninja numpy tqdm "pytest>=8" ruff
 	@$(PY) -c "import triton" 2>/dev/null || $(PIP) install -q triton==$(TRITON_VERSION)
 	touch $@
