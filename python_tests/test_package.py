@@ -113,3 +113,34 @@ def test_bench_rejects_unknown_op():
 
     with pytest.raises(ValueError, match="unknown op benchmark"):
         bench.run(["no_such_op"], ["cpu"], progress=False)
+
+
+def test_bench_training_step_differentiates_and_updates_parameters():
+    from skelops import bench
+    from skelops.bench.harness import Candidate, Case
+
+    model = torch.nn.Linear(6, 3)
+    before = model.weight.detach().clone()
+    case = Case(
+        op="tiny_model_step",
+        shape="tiny",
+        dtype=torch.float32,
+        device="cpu",
+        make_inputs=lambda: [torch.randn(4, 6)],
+        candidates=[
+            Candidate(
+                "model", model, "reference", parameters=list(model.parameters()), learning_rate=0.1
+            )
+        ],
+        flops_fwd=1.0,
+        flops_fwdbwd=3.0,
+        bytes_fwd=1.0,
+        bytes_fwdbwd=3.0,
+        rounds=1,
+        warmup_calls=1,
+    )
+    bench.register("tiny_model_step")(lambda device: [case])
+    report = bench.run(["tiny_model_step"], ["cpu"], min_run_time=0.01, progress=False)
+    assert report["results"][0]["fwdbwd_ms"] > 0
+    assert len(report["results"][0]["fwdbwd_ms_rounds"]) == 1
+    assert not torch.equal(model.weight.detach(), before)

@@ -44,6 +44,10 @@ class Candidate:
     fn: Callable[..., torch.Tensor]
     role: str
     setup: Callable[[], None] | None = None  # e.g. compile/warm-up outside the timed region
+    # A model's parameters: forward+backward then also differentiates them and takes an SGD
+    # step (a training step), besides the inputs that require grad.
+    parameters: list[torch.Tensor] = dataclasses.field(default_factory=list)
+    learning_rate: float = 1e-4
 
 
 @dataclasses.dataclass
@@ -61,6 +65,8 @@ class Case:
     bytes_fwd: float
     bytes_fwdbwd: float
     note: str = ""
+    rounds: int = 3  # interleaved timing rounds (fewer for cases that take seconds per call)
+    warmup_calls: int = 5
 
 
 _REGISTRY: dict[str, Callable[[str], list[Case]]] = {}
@@ -83,8 +89,6 @@ def registered_ops() -> list[str]:
 # --- timing and memory -----------------------------------------------------------------------
 
 _CACHE_BYTES = 256 * 2**20  # rotate inputs through at least this much memory
-_ROUNDS = 3  # interleaved timing rounds per case; the median is reported
-_WARMUP_CALLS = 5
 
 
 def _synchronize(device: str) -> None:
@@ -174,13 +178,20 @@ class _Prepared:
             with torch.no_grad():
                 cand.fn(*rotation.next())
 
+        params = list(cand.parameters)
+
         def forward_backward() -> None:
             inputs = rotation.next()
             needs = [t for t in inputs if t.requires_grad]
-            torch.autograd.grad(cand.fn(*inputs), needs, grad_out)
+            grads = torch.autograd.grad(cand.fn(*inputs), needs + params, grad_out)
+            if params:  # the optimizer step of a training step (plain SGD)
+                with torch.no_grad():
+                    torch._foreach_add_(
+                        params, list(grads[len(needs) :]), alpha=-cand.learning_rate
+                    )
 
         self.forward, self.forward_backward = forward, forward_backward
-        for _ in range(_WARMUP_CALLS):  # lazy initialisation and allocator steady state
+        for _ in range(case.warmup_calls):  # lazy initialisation and allocator steady state
             forward_backward()
         _synchronize(case.device)
 
@@ -207,7 +218,7 @@ def _measure_all(case: Case, min_run_time: float, on_done: Callable[[str], None]
         except Exception as err:  # a failing candidate is reported, not fatal
             measured[cand.name] = {"candidate": cand.name, "error": repr(err)}
     times: dict[str, list[tuple[float, float]]] = {name: [] for name in prepared}
-    for _ in range(_ROUNDS):
+    for _ in range(case.rounds):
         for name, prep in prepared.items():
             times[name].append(prep.time(min_run_time))
     for name, prep in prepared.items():
