@@ -10,10 +10,10 @@ _C = _load_extension()
 
 __version__ = "0.1.0"
 
-from . import graphs, nn, ops, reference  # noqa: E402  (after the extension registered its ops)
+from . import graphs, models, nn, ops, reference  # noqa: E402  (after the extension registered ops)
 from .ops import graph_conv  # noqa: E402
 
-__all__ = ["build_info", "graph_conv", "graphs", "nn", "ops", "reference"]
+__all__ = ["build_info", "graph_conv", "graphs", "models", "nn", "ops", "reference"]
 
 
 def build_info() -> dict:

@@ -1,0 +1,25 @@
+"""Models of the field's key papers, built on skelops operators and registered by name.
+
+Build one with :func:`create`, e.g. ``skelops.models.create("stgcn", preset="ntu60")``.
+"""
+
+from . import ensemble1d, mans, stgcn  # noqa: F401  (importing a model module registers it)
+from .registry import (
+    Preset,
+    count_parameters,
+    create,
+    get_preset,
+    list_models,
+    list_presets,
+    register_model,
+)
+
+__all__ = [
+    "Preset",
+    "count_parameters",
+    "create",
+    "get_preset",
+    "list_models",
+    "list_presets",
+    "register_model",
+]
