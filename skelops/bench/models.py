@@ -18,6 +18,13 @@ from .harness import Candidate, Case, register
 # name -> (preset, per-sample input shape [C, T, V, M], official batch, CPU batch, source)
 MODEL_CASES = {
     "stgcn": ("ntu60", (3, 300, 25, 2), 64, 4, "yysijie/st-gcn config/st_gcn/ntu-xsub/train.yaml"),
+    "hdgcn": (
+        "ntu60",
+        (3, 64, 25, 2),
+        64,
+        16,
+        "Jho-Yonsei/HD-GCN config/nturgbd-cross-subject/joint_com_21.yaml",
+    ),
 }
 
 

@@ -3,7 +3,7 @@
 Build one with :func:`create`, e.g. ``skelops.models.create("stgcn", preset="ntu60")``.
 """
 
-from . import ensemble1d, mans, stgcn  # noqa: F401  (importing a model module registers it)
+from . import ensemble1d, hdgcn, mans, stgcn  # noqa: F401  (importing a model module registers it)
 from .registry import (
     Preset,
     count_parameters,
