@@ -28,14 +28,7 @@ def tiny(subnet: str = "ensemble", **kwargs) -> torch.nn.Module:
     )
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # tiny shapes gain nothing from intra-op threads, and on a shared 2-core machine their
-    # spin-waits multiplied this file's CPU time by ~40
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

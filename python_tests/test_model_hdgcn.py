@@ -19,13 +19,7 @@ from skelops.models import count_parameters, create, get_preset, list_presets
 OFFICIAL_COUNTS = {"ntu60": 1_659_980, "ntu120": 1_675_400}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Hundreds of small operators: on a shared 2-core machine one intra-op thread is far faster.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _tiny(**overrides) -> hdgcn.HDGCN:

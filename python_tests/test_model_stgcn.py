@@ -54,14 +54,7 @@ def _ntu_input(n: int = 2, t: int = 8, m: int = 2, v: int = 25) -> torch.Tensor:
     return torch.randn(n, 3, t, v, m, generator=torch.Generator().manual_seed(1))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Tiny tensors: a second intra-op thread buys nothing and, on a loaded machine, its
-    # synchronisation makes every op many times slower.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
