@@ -37,3 +37,18 @@ def skip_unless_triton(device: str) -> None:
     pytest.importorskip("triton")
     if not triton_usable(device):
         pytest.skip("Triton needs a CUDA device or TRITON_INTERPRET=1")
+
+
+def adam_losses(
+    model: torch.nn.Module, x: torch.Tensor, target: torch.Tensor, lr: float, steps: int = 5
+) -> list[float]:
+    """Cross-entropy losses of ``steps`` Adam steps of ``model`` on one fixed batch."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    losses = []
+    for _ in range(steps):
+        optimizer.zero_grad()
+        loss = torch.nn.functional.cross_entropy(model(x), target)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return losses

@@ -3,6 +3,7 @@
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import adam_losses
 
 import skelops.models.ensemble1d as ens
 from skelops.models import count_parameters, create, get_preset, list_presets
@@ -127,14 +128,7 @@ def test_training_steps_lower_the_loss():
     model = tiny().train()
     torch.manual_seed(1)
     x, y = torch.randn(4, T, 150), torch.tensor([0, 1, 2, 3])
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
-    losses = []
-    for _ in range(5):
-        optimizer.zero_grad()
-        loss = F.cross_entropy(model(x), y)
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
+    losses = adam_losses(model, x, y, lr=1e-4)
     assert losses[-1] < losses[0]
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers import assert_close_scaled
+from helpers import adam_losses, assert_close_scaled
 
 import skelops.models.hdgcn as hdgcn
 from skelops import graphs
@@ -117,14 +117,7 @@ def test_training_steps_reduce_loss() -> None:
     model = create("hdgcn", "ntu60", base_channels=16, num_classes=10).train()
     x = torch.randn(4, 3, 8, 25, 2)
     target = torch.tensor([1, 3, 5, 7])
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    losses = []
-    for _ in range(5):
-        optimizer.zero_grad()
-        loss = torch.nn.functional.cross_entropy(model(x), target)
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
+    losses = adam_losses(model, x, target, lr=1e-3)
     assert model.units[3].gcn.adjacency.grad is not None  # the HD-Graph is learnt
     assert losses[-1] < losses[0], losses
 

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import adam_losses
 
 import skelops.models.mans as mans
 from skelops.models import count_parameters, create, get_preset, list_presets
@@ -112,14 +113,7 @@ def test_training_steps_reduce_loss():
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(4, 3, 16, 5, 2, generator=generator)
     y = torch.tensor([0, 1, 2, 3])
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    losses = []
-    for _ in range(5):
-        optimizer.zero_grad()
-        loss = F.cross_entropy(model(x), y)
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
+    losses = adam_losses(model, x, y, lr=1e-3)
     assert losses[-1] < losses[0], losses
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import adam_losses
 
 import skelops.models.stgcn as stgcn
 from skelops import graphs, models
@@ -145,14 +146,7 @@ def test_training_steps_reduce_loss():
     model = models.create("stgcn", preset="ntu60").train()
     x = _ntu_input(n=4, t=8)
     target = torch.tensor([0, 1, 2, 3])
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    losses = []
-    for _ in range(5):
-        optimizer.zero_grad()
-        loss = F.cross_entropy(model(x), target)
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
+    losses = adam_losses(model, x, target, lr=1e-3)
     assert losses[-1] < losses[0], losses
 
 
