@@ -118,4 +118,20 @@ inline at::Tensor bias_backward(const at::Tensor& grad_out, const at::Tensor& ad
 
 inline at::Tensor empty_like_none(const at::Tensor& like) { return at::empty({0}, like.options()); }
 
+// The bias's share of graph_conv_backward for every backend: d bias when output_mask asks for
+// it (an empty tensor otherwise), and, for a bias before aggregation, its part of dA added into
+// grad_adjacency_acc whenever dA is asked for, whether or not d bias itself is.
+inline at::Tensor bias_gradients(const at::Tensor& grad_out, const at::Tensor& x,
+                                 const at::Tensor& adjacency,
+                                 const std::optional<at::Tensor>& bias, const Problem& p,
+                                 std::array<bool, 4> output_mask,
+                                 at::Tensor* grad_adjacency_acc) {
+  const bool need_grad_bias = output_mask[3] && p.has_bias;
+  const bool bias_reaches_adjacency = output_mask[2] && p.has_bias && p.bias_before_aggregation;
+  if (!need_grad_bias && !bias_reaches_adjacency) return empty_like_none(x);
+  at::Tensor grad_bias =
+      bias_backward(grad_out, adjacency, *bias, p, output_mask[2] ? grad_adjacency_acc : nullptr);
+  return need_grad_bias ? grad_bias : empty_like_none(x);
+}
+
 }  // namespace skelops::graph_conv

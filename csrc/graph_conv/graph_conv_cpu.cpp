@@ -369,7 +369,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> graph_conv_backward_c
   check_grad_out(op, grad_out, x, p);
   check_blas_range(op, std::max(p.C_in, p.C_out) * p.T * p.V);
   const auto acc = x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
-  const bool need_gb = output_mask[3] && p.has_bias;
   at::Tensor grad_x = output_mask[0] ? at::empty_like(x, at::MemoryFormat::Contiguous)
                                      : empty_like_none(x);
   at::Tensor gw_acc = output_mask[1] ? at::zeros({p.C_out, p.K, p.C_in}, x.options().dtype(acc))
@@ -381,13 +380,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> graph_conv_backward_c
                                     backward_impl<scalar_t>(p, grad_out, x, weight, adjacency, bias,
                                                             output_mask, grad_x, gw_acc, ga_acc);
                                   });
-  // A bias before aggregation also reaches dA, whether or not dbias itself is asked for.
-  const bool bias_reaches_ga = output_mask[2] && p.has_bias && p.bias_before_aggregation;
-  at::Tensor grad_bias = need_gb || bias_reaches_ga
-                             ? bias_backward(grad_out, adjacency, *bias, p,
-                                             output_mask[2] ? &ga_acc : nullptr)
-                             : at::Tensor();
-  if (!need_gb) grad_bias = empty_like_none(x);
+  at::Tensor grad_bias = bias_gradients(grad_out, x, adjacency, bias, p, output_mask, &ga_acc);
   at::Tensor grad_weight = output_mask[1]
                                ? gw_acc.permute({1, 0, 2}).to(x.scalar_type()).contiguous()
                                : empty_like_none(x);

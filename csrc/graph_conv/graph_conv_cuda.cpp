@@ -138,7 +138,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> graph_conv_backward_c
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream().stream();
   const auto f32 = x.options().dtype(at::kFloat);
   at::Tensor grad_x = empty_like_none(x), grad_weight = empty_like_none(x),
-             grad_adjacency = empty_like_none(x), grad_bias = empty_like_none(x);
+             grad_adjacency = empty_like_none(x), grad_bias;
   at::Tensor grad_adjacency_acc;  // fp32, shape of adjacency
   dispatch_cuda_dtype(op, x.scalar_type(), [&](auto* type_tag) {
     using scalar_t = std::remove_pointer_t<decltype(type_tag)>;
@@ -175,16 +175,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> graph_conv_backward_c
                        grad_adjacency_acc.mutable_data_ptr<float>(), dims_of(p), stream));
     }
   });
-  // A bias before aggregation is scaled by A's column sums, so it contributes to d adjacency
-  // whether or not d bias itself is wanted.
-  const bool need_grad_bias = output_mask[3] && p.has_bias;
-  const bool bias_reaches_adjacency =
-      output_mask[2] && p.has_bias && p.bias_before_aggregation;
-  if (need_grad_bias || bias_reaches_adjacency) {
-    at::Tensor b = bias_backward(grad_out, adjacency, *bias, p,
-                                 output_mask[2] ? &grad_adjacency_acc : nullptr);
-    if (need_grad_bias) grad_bias = std::move(b);
-  }
+  grad_bias = bias_gradients(grad_out, x, adjacency, bias, p, output_mask, &grad_adjacency_acc);
   if (output_mask[2]) grad_adjacency = grad_adjacency_acc.to(x.scalar_type());
   return {grad_x, grad_weight, grad_adjacency, grad_bias};
 }

@@ -308,6 +308,18 @@ def versions() -> dict:
 # --- running ---------------------------------------------------------------------------------
 
 
+def _identity(case: Case, cand: Candidate) -> dict:
+    """The fields that name a result row."""
+    return {
+        "op": case.op,
+        "shape": case.shape,
+        "dtype": str(case.dtype).replace("torch.", ""),
+        "device": case.device,
+        "candidate": cand.name,
+        "role": cand.role,
+    }
+
+
 def _row(
     case: Case, cand: Candidate, m: dict, ref: dict, best_alt: dict | None, ceilings: dict
 ) -> dict:
@@ -319,12 +331,7 @@ def _row(
         * 1e3
     )
     row = {
-        "op": case.op,
-        "shape": case.shape,
-        "dtype": str(case.dtype).replace("torch.", ""),
-        "device": case.device,
-        "candidate": cand.name,
-        "role": cand.role,
+        **_identity(case, cand),
         **m,
         "speedup_fwd_vs_reference": ref["fwd_ms"] / m["fwd_ms"],
         "speedup_fwdbwd_vs_reference": ref["fwdbwd_ms"] / m["fwdbwd_ms"],
@@ -393,17 +400,7 @@ def run(
         for cand in case.candidates:
             m = measured[cand.name]
             if "error" in m:
-                report["results"].append(
-                    {
-                        "op": case.op,
-                        "shape": case.shape,
-                        "dtype": str(case.dtype).replace("torch.", ""),
-                        "device": case.device,
-                        "candidate": cand.name,
-                        "role": cand.role,
-                        "error": m["error"],
-                    }
-                )
+                report["results"].append({**_identity(case, cand), "error": m["error"]})
                 continue
             fields = {k: v for k, v in m.items() if k != "candidate"}
             report["results"].append(
