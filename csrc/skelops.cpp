@@ -21,6 +21,22 @@ TORCH_LIBRARY(skelops, m) {
       "graph_conv_backward(Tensor grad_out, Tensor x, Tensor weight, Tensor adjacency, "
       "Tensor? bias, bool[4] output_mask) -> (Tensor, Tensor, Tensor, Tensor)",
       {at::Tag::pt2_compliant_tag});
+  // Sparse graph convolution: the same function as graph_conv for the adjacency whose subsets
+  // are stored as CSR with rows indexed by the TARGET joint w (skelops.graphs.SparseAdjacency):
+  // crow_indices [K, V + 1] (global offsets into col_indices/values, crow[0, 0] = 0,
+  // crow[k, V] = crow[k + 1, 0], crow[K - 1, V] = nnz), col_indices [nnz] (source joints v,
+  // strictly increasing within a row), values [nnz] (A[k, v, w], x's dtype); indices int32 or
+  // int64. bias [C_out] or [K, C_out] (before aggregation: scaled by the row sums).
+  m.def(
+      "sparse_graph_conv(Tensor x, Tensor weight, Tensor crow_indices, Tensor col_indices, "
+      "Tensor values, Tensor? bias=None) -> Tensor",
+      {at::Tag::pt2_compliant_tag});
+  // Gradients (x, weight, values, bias) for output_mask; a masked-out one is an empty tensor.
+  m.def(
+      "sparse_graph_conv_backward(Tensor grad_out, Tensor x, Tensor weight, Tensor crow_indices, "
+      "Tensor col_indices, Tensor values, Tensor? bias, bool[4] output_mask) -> "
+      "(Tensor, Tensor, Tensor, Tensor)",
+      {at::Tag::pt2_compliant_tag});
 }
 
 namespace {

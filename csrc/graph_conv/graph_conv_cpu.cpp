@@ -12,6 +12,8 @@
 #include "graph_conv/graph_conv_common.h"
 #include "graph_conv/graph_conv_math.h"
 
+#include <skelops/cpu_tiles.h>
+
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
@@ -28,127 +30,7 @@
 namespace skelops::graph_conv {
 namespace {
 
-// BLAS of the running torch: libtorch_cpu exports MKL's Fortran GEMMs on x86 builds. They
-// are bound weakly, so a torch without them still loads skelops and takes the at::mm path.
-extern "C" {
-void sgemm_(const char* transa, const char* transb, const int* m, const int* n, const int* k,
-            const float* alpha, const float* a, const int* lda, const float* b, const int* ldb,
-            const float* beta, float* c, const int* ldc) __attribute__((weak));
-void dgemm_(const char* transa, const char* transb, const int* m, const int* n, const int* k,
-            const double* alpha, const double* a, const int* lda, const double* b, const int* ldb,
-            const double* beta, double* c, const int* ldc) __attribute__((weak));
-}
-
-template <typename T>
-void blas_gemm(const char* ta, const char* tb, const int* m, const int* n, const int* k,
-               const T* alpha, const T* a, const int* lda, const T* b, const int* ldb,
-               const T* beta, T* c, const int* ldc) {
-  if constexpr (std::is_same_v<T, float>) {
-    sgemm_(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-  } else {
-    dgemm_(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-  }
-}
-
-template <typename T>
-bool have_blas() {
-  if constexpr (std::is_same_v<T, float>) {
-    return sgemm_ != nullptr;
-  } else {
-    return dgemm_ != nullptr;
-  }
-}
-
-// Row-major C[m, n] = op(A)[m, k] @ op(B)[k, n] + beta * C, where op transposes an operand
-// stored as [k, m] (resp. [n, k]); lda/ldb/ldc are row strides. Column-major BLAS computes
-// C^T = op(B)^T op(A)^T.
-template <typename T>
-void gemm_rm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const T* a, int64_t lda,
-             const T* b, int64_t ldb, T beta, T* c, int64_t ldc) {
-  if (have_blas<T>()) {
-    const int mi = static_cast<int>(m), ni = static_cast<int>(n), ki = static_cast<int>(k);
-    const int la = static_cast<int>(lda), lb = static_cast<int>(ldb), lc = static_cast<int>(ldc);
-    const T one(1);
-    blas_gemm<T>(trans_b ? "T" : "N", trans_a ? "T" : "N", &ni, &mi, &ki, &one, b, &lb, a, &la,
-                 &beta, c, &lc);
-    return;
-  }
-  const auto opts = at::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value);
-  auto view = [&](const T* ptr, int64_t rows, int64_t cols, int64_t ld, bool trans) {
-    at::Tensor t = at::from_blob(const_cast<T*>(ptr), {trans ? cols : rows, trans ? rows : cols},
-                                 {ld, 1}, opts);
-    return trans ? t.t() : t;
-  };
-  at::Tensor out = at::from_blob(c, {m, n}, {ldc, 1}, opts);
-  at::addmm_out(out, out, view(a, m, k, lda, trans_a), view(b, k, n, ldb, trans_b), beta, 1);
-}
-
-// BLAS takes 32-bit sizes; tiles are small, but row strides span whole samples.
-void check_blas_range(const char* op, int64_t elements_per_sample) {
-  TORCH_CHECK_VALUE(elements_per_sample < (int64_t{1} << 31), op,
-                    ": one sample of x or of the output has ", elements_per_sample,
-                    " elements; the CPU kernel supports fewer than 2^31");
-}
-
-// Copies src[c, t, v] (strided; c < C, t < tl, v < V) into dst[(c * tl + t) * V + v].
-template <typename src_t, typename dst_t>
-void load_tile(const src_t* src, int64_t sc, int64_t st, int64_t sv, int64_t C, int64_t tl,
-               int64_t V, dst_t* dst) {
-  for (int64_t c = 0; c < C; ++c) {
-    for (int64_t t = 0; t < tl; ++t) {
-      const src_t* row = src + c * sc + t * st;
-      dst_t* out = dst + (c * tl + t) * V;
-      if (sv == 1) {
-        for (int64_t v = 0; v < V; ++v) out[v] = static_cast<dst_t>(row[v]);
-      } else {
-        for (int64_t v = 0; v < V; ++v) out[v] = static_cast<dst_t>(row[v * sv]);
-      }
-    }
-  }
-}
-
-// Writes src[(c * tl + t) * V + v] (+ bias[c, v]) into dst[c, t, v] of a contiguous
-// [C, T, V] sample.
-template <typename src_t, typename dst_t>
-void store_tile(const src_t* src, const src_t* bias /* [C, V] or null */, int64_t C, int64_t tl,
-                int64_t T, int64_t V, dst_t* dst) {
-  for (int64_t c = 0; c < C; ++c) {
-    for (int64_t t = 0; t < tl; ++t) {
-      const src_t* in = src + (c * tl + t) * V;
-      dst_t* out = dst + (c * T + t) * V;
-      if (bias != nullptr) {
-        const src_t* b = bias + c * V;
-        for (int64_t v = 0; v < V; ++v) out[v] = static_cast<dst_t>(in[v] + b[v]);
-      } else {
-        for (int64_t v = 0; v < V; ++v) out[v] = static_cast<dst_t>(in[v]);
-      }
-    }
-  }
-}
-
-// Per-thread scratch, taken from torch's CPU allocator so that memory profiles count it.
-template <typename T>
-struct Scratch {
-  at::Tensor storage;
-  T* ptr = nullptr;
-  explicit Scratch(int64_t elems)
-      : storage(at::empty({std::max<int64_t>(elems, 1)},
-                          at::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value))),
-        ptr(storage.data_ptr<T>()) {}
-  T* data() { return ptr; }
-};
-
-// Frames per tile: the tile's scratch should stay in a core's L2, and there should be a few
-// tiles per thread for load balance.
-int64_t frames_per_tile(const Problem& p, int64_t scratch_elems_per_frame, int64_t elem_bytes) {
-  // Half of a 1 MiB L2: measured best among 64 KiB .. 1 MiB on the 2-core EPYC CI machine.
-  constexpr int64_t kScratchBudgetBytes = 512 * 1024;
-  int64_t tb = std::max<int64_t>(1, kScratchBudgetBytes / (scratch_elems_per_frame * elem_bytes));
-  tb = std::min(tb, p.T);
-  const int64_t want_tiles = 4 * static_cast<int64_t>(at::get_num_threads());
-  while (tb > 1 && p.N * ceil_div(p.T, tb) < want_tiles) tb = ceil_div(tb, 2);
-  return tb;
-}
+using namespace skelops::cpu;
 
 // Operands converted once per call to the accumulation type, laid out for the GEMMs.
 template <typename acc_t>
@@ -210,7 +92,7 @@ void forward_impl(const Problem& p, const at::Tensor& x, const at::Tensor& weigh
   const auto ops = prepare<scalar_t, acc_t>(p, weight, adjacency, bias, aggregate_first,
                                             !aggregate_first);
   const int64_t mid = aggregate_first ? p.K * p.C_in : p.K * p.C_out;
-  const int64_t tb = frames_per_tile(p, (p.C_in + mid + p.C_out) * p.V, sizeof(acc_t));
+  const int64_t tb = frames_per_tile(p.N, p.T, (p.C_in + mid + p.C_out) * p.V, sizeof(acc_t));
   const int64_t tiles_per_sample = ceil_div(p.T, tb);
   const scalar_t* xp = x.data_ptr<scalar_t>();
   const int64_t sx_n = x.stride(0), sx_c = x.stride(1), sx_t = x.stride(2), sx_v = x.stride(3);
@@ -259,7 +141,7 @@ void backward_impl(const Problem& p, const at::Tensor& grad_out, const at::Tenso
   // Z = X A gives dW (with dY).
   const auto ops = prepare<scalar_t, acc_t>(p, weight, adjacency, std::nullopt, true, false);
   const int64_t V = p.V, KC = p.K * p.C_in;
-  const int64_t tb = frames_per_tile(p, (p.C_in + KC + p.C_out + p.C_in) * V, sizeof(acc_t));
+  const int64_t tb = frames_per_tile(p.N, p.T, (p.C_in + KC + p.C_out + p.C_in) * V, sizeof(acc_t));
   const int64_t tiles_per_sample = ceil_div(p.T, tb);
   // A per sample: one task per sample, so that its dA[n] has a single writer.
   const bool task_is_sample = p.per_sample_adjacency;

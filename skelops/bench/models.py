@@ -15,7 +15,7 @@ import torch
 from .. import models
 from .harness import Candidate, Case, register
 
-# name -> (preset, per-sample input shape [C, T, V, M], official batch, CPU batch, source)
+# name -> (preset, per-sample input shape (official format), official batch, CPU batch, source)
 MODEL_CASES = {
     "stgcn": ("ntu60", (3, 300, 25, 2), 64, 4, "yysijie/st-gcn config/st_gcn/ntu-xsub/train.yaml"),
     "hdgcn": (
@@ -25,7 +25,17 @@ MODEL_CASES = {
         16,
         "Jho-Yonsei/HD-GCN config/nturgbd-cross-subject/joint_com_21.yaml",
     ),
+    "mpgcn": (
+        "volleyball",
+        (4, 4, 20, 216, 1),  # [I (J, V, B, M branches), C, T, V, M]
+        16,
+        16,
+        "mgiant/MP-GCN config/volleyball/mpgcn.yaml",
+    ),
 }
+# What the reference candidate is built with besides backend="reference": MP-GCN's official
+# code multiplies the dense panoramic adjacency, so its reference is the dense graph convolution.
+REFERENCE_OVERRIDES = {"mpgcn": {"sparse": False}}
 
 
 def _count_flops(model: torch.nn.Module, x: torch.Tensor) -> tuple[float, float]:
@@ -44,7 +54,11 @@ def model_cases(name: str, device: str) -> list[Case]:
     batch = official_batch if device.startswith("cuda") else cpu_batch
     torch.manual_seed(0)
     subject = models.create(name, preset=preset).to(device).train()
-    reference = models.create(name, preset=preset, backend="reference").to(device).train()
+    reference = (
+        models.create(name, preset=preset, backend="reference", **REFERENCE_OVERRIDES.get(name, {}))
+        .to(device)
+        .train()
+    )
     reference.load_state_dict(subject.state_dict())
     for model in (subject, reference):  # dropout off: both candidates do the same work
         for module in model.modules():
@@ -56,11 +70,13 @@ def model_cases(name: str, device: str) -> list[Case]:
 
     probe = torch.randn(2, *sample_shape, device=device)
     flops_fwd, flops_step = (f * batch / 2 for f in _count_flops(reference, probe))
-    c, t, v, m = sample_shape
+    *_, c, t, v, m = sample_shape
     return [
         Case(
             op=f"model:{name}",
-            shape=f"{preset} N{batch} C{c} T{t} V{v} M{m}",
+            shape=f"{preset} N{batch} "
+            + (f"I{sample_shape[0]} " if len(sample_shape) == 5 else "")
+            + f"C{c} T{t} V{v} M{m}",
             dtype=torch.float32,
             device=device,
             make_inputs=make_inputs,
@@ -69,7 +85,8 @@ def model_cases(name: str, device: str) -> list[Case]:
                     f"skelops {name}", subject, "subject", parameters=list(subject.parameters())
                 ),
                 Candidate(
-                    f"{name} on reference ops",
+                    f"{name} on reference ops"
+                    + (" (dense A, as the official code)" if name in REFERENCE_OVERRIDES else ""),
                     reference,
                     "reference",
                     parameters=list(reference.parameters()),

@@ -12,7 +12,13 @@ from .adjacency import build_adjacency, dilated_adjacency, hop_distance, normali
 from .hdgcn import hdgcn_adjacency, hdgcn_groups
 from .layouts import Layout, get_layout, list_layouts, register_layout
 from .mpgcn import PanoramicGraph, mpgcn_adjacency, panoramic_graph, to_panoramic
-from .sparse import BlockDiagonalAdjacency, SparseAdjacency, to_block_diagonal, to_sparse
+from .sparse import (
+    BlockDiagonalAdjacency,
+    SparseAdjacency,
+    check_csr,
+    to_block_diagonal,
+    to_sparse,
+)
 from .streams import bone_stream, jvbm_features, motion_stream, select_joints
 
 __all__ = [
@@ -35,6 +41,7 @@ __all__ = [
     "panoramic_graph",
     "register_layout",
     "select_joints",
+    "check_csr",
     "to_block_diagonal",
     "to_panoramic",
     "to_sparse",

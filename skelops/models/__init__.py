@@ -3,7 +3,8 @@
 Build one with :func:`create`, e.g. ``skelops.models.create("stgcn", preset="ntu60")``.
 """
 
-from . import ensemble1d, hdgcn, mans, stgcn  # noqa: F401  (importing a model module registers it)
+from . import ensemble1d, hdgcn, mans, mpgcn, stgcn  # noqa: F401  (importing registers a model)
+from .mpgcn import MPGCN
 from .registry import (
     Preset,
     count_parameters,
@@ -15,6 +16,7 @@ from .registry import (
 )
 
 __all__ = [
+    "MPGCN",
     "Preset",
     "count_parameters",
     "create",

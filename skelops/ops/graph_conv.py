@@ -14,6 +14,7 @@ from ._common import (
     register_autograd,
     resolve_backend,
 )
+from .sparse_graph_conv import SparseForm, sparse_graph_conv
 
 __all__ = ["graph_conv"]
 
@@ -21,7 +22,7 @@ __all__ = ["graph_conv"]
 def graph_conv(
     x: Tensor,
     weight: Tensor,
-    adjacency: Tensor,
+    adjacency: Tensor | SparseForm,
     bias: Tensor | None = None,
     backend: str = "auto",
 ) -> Tensor:
@@ -37,7 +38,13 @@ def graph_conv(
         x: ``[N, C_in, T, V]`` (batch, channels, frames, joints); any strides.
         weight: ``[K, C_out, C_in]``: the channel mix of each adjacency subset ``k``.
         adjacency: ``[K, V, V]`` shared, or ``[N, K, V, V]`` per sample (adaptive graphs).
-            ``A[k, v, w]`` carries source joint ``v`` to target joint ``w``.
+            ``A[k, v, w]`` carries source joint ``v`` to target joint ``w``. Or a sparse
+            form from ``skelops.graphs`` of a shared ``[K, V, V]`` adjacency: a
+            :class:`~skelops.graphs.SparseAdjacency` (per-subset CSR, ``to_sparse(A)``) or a
+            :class:`~skelops.graphs.BlockDiagonalAdjacency` (``to_block_diagonal(A, P)``);
+            the result is the dense op's for the same matrix, at a cost that scales with the
+            stored entries (``torch.ops.skelops.sparse_graph_conv``). Gradients then go to the
+            stored values (block entries that are zero are not stored and get none).
         bias: ``None``; ``[C_out]``, added after aggregation; or ``[K, C_out]``, added before
             aggregation like the bias of ST-GCN's 1x1 convolution (so scaled by the column sums
             ``sum_v A[k, v, w]``).
@@ -60,6 +67,8 @@ def graph_conv(
         TypeError / ValueError: on a wrong rank, shape, dtype (integer, or mismatched between
             arguments), device, an empty tensor, or an unavailable backend.
     """
+    if not isinstance(adjacency, Tensor):
+        return sparse_graph_conv(x, weight, adjacency, bias, backend)
     _check_arguments(x, weight, adjacency, bias)
     chosen = resolve_backend("graph_conv", backend, x.device)
     if chosen == "reference":
