@@ -496,3 +496,33 @@ def test_in_place_edit_of_the_structure_is_checked_again():
     s.col_indices[-1] = 99
     with pytest.raises(IndexError, match="99"):
         skelops.graph_conv(x, w, s, b)
+
+
+# --- the nn layer ------------------------------------------------------------------------------
+
+
+def test_sparse_graphconv_layer_equals_the_dense_layer_and_reloads_its_structure():
+    adjacency = graphs.mpgcn_adjacency("coco_ball-2")[:3]
+    dense = skelops.nn.GraphConv(4, 6, adjacency, edge_importance=True)
+    sparse = skelops.nn.GraphConv(4, 6, adjacency, edge_importance=True, sparse=True)
+    with torch.no_grad():
+        dense.edge_importance.uniform_(0.5, 1.5)
+    sparse.load_state_dict(dense.state_dict())
+    assert set(sparse.state_dict()) == set(dense.state_dict())
+    x = torch.randn(2, 4, 3, adjacency.shape[-1], requires_grad=True)
+    y, y_dense = sparse(x), dense(x)
+    torch.testing.assert_close(y, y_dense)
+    y.square().sum().backward()
+    grads = [t.grad.clone() for t in (x, sparse.weight, sparse.edge_importance)]
+    x.grad = None
+    y_dense.square().sum().backward()
+    for g, t in zip(grads, (x, dense.weight, dense.edge_importance), strict=True):
+        torch.testing.assert_close(g, t.grad)
+    # another graph loaded into the layer: its structure follows
+    other = skelops.nn.GraphConv(4, 6, graphs.mpgcn_adjacency("coco_ball-2", "spatial")[:3])
+    sparse.load_state_dict({**other.state_dict(), "edge_importance": sparse.edge_importance})
+    torch.testing.assert_close(
+        sparse(x), skelops.graph_conv(x, sparse.weight, sparse.effective_adjacency(), sparse.bias)
+    )
+    with pytest.raises(ValueError, match="sparse GraphConv uses its stored graph"):
+        sparse(x, adjacency)

@@ -25,6 +25,8 @@
 
 #include "graph_conv_math.h"
 
+#include <skelops/cuda_scalar.cuh>
+
 #include <algorithm>
 #include <climits>
 #include <cmath>
@@ -32,6 +34,8 @@
 
 namespace skelops::graph_conv {
 namespace {
+
+using namespace skelops::cuda;
 
 constexpr int kThreads = 256;
 // Register micro-tiles: the forward's thread owns 8 output channels x 4 positions (32 FMAs per
@@ -48,33 +52,10 @@ constexpr int kBlocksPerSm = 2;
 // Small helpers
 // ---------------------------------------------------------------------------------------------
 
-__host__ __device__ __forceinline__ int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 __host__ __device__ __forceinline__ int min_int(int a, int b) { return a < b ? a : b; }
 __host__ __device__ __forceinline__ int round_up4(int a) { return (a + 3) / 4 * 4; }
 
-__device__ __forceinline__ float to_float(float v) { return v; }
-__device__ __forceinline__ float to_float(__half v) { return __half2float(v); }
-__device__ __forceinline__ float to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
 
-template <typename scalar_t>
-__device__ __forceinline__ scalar_t from_float(float v);
-template <>
-__device__ __forceinline__ float from_float<float>(float v) {
-  return v;
-}
-template <>
-__device__ __forceinline__ __half from_float<__half>(float v) {
-  return __float2half_rn(v);
-}
-template <>
-__device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float v) {
-  return __float2bfloat16_rn(v);
-}
-
-// Shared-memory float4 load; every caller's offset is a multiple of 4 floats.
-__device__ __forceinline__ float4 load4(const float* p) {
-  return *reinterpret_cast<const float4*>(p);
-}
 
 // Row stride (floats) of a staged [.., joints] tile: a multiple of 4 for float4 loads, and not a
 // multiple of 32, so that rows of different frames read by one warp fall in different banks.

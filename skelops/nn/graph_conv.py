@@ -7,6 +7,7 @@ import math
 import torch
 from torch import Tensor, nn
 
+from ..graphs.sparse import SparseAdjacency, to_sparse
 from ..ops import graph_conv
 
 
@@ -30,13 +31,18 @@ class GraphConv(nn.Module):
             otherwise it is ``[C_out]`` and added to the output.
         edge_importance: learn a ``[K, V, V]`` mask multiplied into A, initialised to ones
             (ST-GCN's edge-importance weighting).
+        sparse: run the sparse graph convolution on the non-zero entries of ``adjacency``
+            (large, sparse graphs such as MP-GCN's multi-person panoramic graphs). The
+            parameters and the state dict are the same as with ``sparse=False``; the edge
+            importance is applied to the stored entries, and the stored structure is rebuilt
+            when a state dict is loaded.
         backend: passed to :func:`skelops.graph_conv`.
 
     Shapes:
         ``forward(x, adjacency=None)``: x ``[N, C_in, T, V]`` -> ``[N, C_out, T, V]``. An
         ``adjacency`` given to forward (``[K, V, V]`` or per-sample ``[N, K, V, V]``, e.g. an
         adaptive graph) replaces the stored one for that call; the edge-importance mask still
-        applies.
+        applies (dense layers only).
     """
 
     def __init__(
@@ -48,6 +54,7 @@ class GraphConv(nn.Module):
         bias: bool = True,
         bias_before_aggregation: bool = True,
         edge_importance: bool = False,
+        sparse: bool = False,
         backend: str = "auto",
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
@@ -74,7 +81,23 @@ class GraphConv(nn.Module):
         self.edge_importance = (
             nn.Parameter(torch.ones_like(self.adjacency)) if edge_importance else None
         )
+        self.sparse = sparse
+        if sparse:
+            self._build_structure()
+            self.register_load_state_dict_post_hook(lambda module, _: module._build_structure())
         self.reset_parameters()
+
+    def _build_structure(self) -> None:
+        """The CSR of the non-zero entries of the ``adjacency`` buffer, as buffers that are not
+        saved (they follow from it)."""
+        csr = to_sparse(self.adjacency.detach(), index_dtype=torch.int32)
+        entries = csr.entry_indices()
+        for name, value in zip(
+            ("crow", "col", "entry_subset", "entry_source", "entry_target"),
+            (csr.crow_indices, csr.col_indices, *entries),
+            strict=True,
+        ):
+            self.register_buffer(f"_sparse_{name}", value, persistent=False)
 
     @property
     def num_subsets(self) -> int:
@@ -110,7 +133,26 @@ class GraphConv(nn.Module):
         a = self.adjacency if adjacency is None else adjacency
         return a if self.edge_importance is None else a * self.edge_importance
 
+    def sparse_adjacency(self) -> SparseAdjacency:
+        """The stored entries of the adjacency (times the edge importance) as CSR."""
+        index = (self._sparse_entry_subset, self._sparse_entry_source, self._sparse_entry_target)
+        values = self.adjacency[index]
+        if self.edge_importance is not None:
+            values = values * self.edge_importance[index]
+        return SparseAdjacency(
+            self._sparse_crow, self._sparse_col, values, self.adjacency.shape[-1], validate=False
+        )
+
     def forward(self, x: Tensor, adjacency: Tensor | None = None) -> Tensor:
+        if self.sparse:
+            if adjacency is not None:
+                raise ValueError(
+                    "a sparse GraphConv uses its stored graph; build it with sparse=False to "
+                    "pass an adjacency to forward"
+                )
+            return graph_conv(
+                x, self.weight, self.sparse_adjacency(), self.bias, backend=self.backend
+            )
         return graph_conv(
             x, self.weight, self.effective_adjacency(adjacency), self.bias, backend=self.backend
         )
@@ -121,5 +163,6 @@ class GraphConv(nn.Module):
             f"{self.in_channels}, {self.out_channels}, subsets={k}, joints={v}, "
             f"bias={self.bias is not None}, "
             f"bias_before_aggregation={self.bias_before_aggregation}, "
-            f"edge_importance={self.edge_importance is not None}, backend={self.backend!r}"
+            f"edge_importance={self.edge_importance is not None}, sparse={self.sparse}, "
+            f"backend={self.backend!r}"
         )
