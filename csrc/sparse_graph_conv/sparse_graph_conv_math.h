@@ -1,5 +1,7 @@
-// Per-element math of sparse graph convolution shared by the C++ CPU loops and the CUDA
-// kernels (see sparse_graph_conv_common.h for the CSR convention: rows are targets).
+// Per-element math of sparse graph convolution (see sparse_graph_conv_common.h for the CSR
+// convention: rows are targets). The CUDA kernels call gather_row per element; the C++ CPU
+// kernel computes the same sum, in the same entry order, for a run of channels at once
+// (gather_features in sparse_graph_conv_cpu.cpp), since per element it would not vectorise.
 #pragma once
 
 #include <skelops/common.h>
