@@ -52,3 +52,16 @@ def adam_losses(
         optimizer.step()
         losses.append(loss.item())
     return losses
+
+
+def make_features(rand, n: int, c: int, t: int, v: int, layout: str) -> torch.Tensor:
+    """x ``[N, C, T, V]`` from ``rand(*shape)`` in a memory layout: ``"contiguous"``,
+    ``"channels_last"`` (a permuted view) or ``"strided"`` (every other frame of a longer T)."""
+    if layout == "channels_last":
+        x = rand(n, t, v, c).permute(0, 3, 1, 2)
+    elif layout == "strided":
+        x = rand(n, c, 2 * t, v)[:, :, ::2]
+    else:
+        x = rand(n, c, t, v)
+    assert x.is_contiguous() == (layout == "contiguous")
+    return x

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import pytest
 import torch
-from helpers import DEVICES, assert_close_scaled, skip_unless_triton
+from helpers import DEVICES, assert_close_scaled, make_features, skip_unless_triton
 
 import skelops
 from skelops import graphs, reference
@@ -70,12 +70,7 @@ def sample_inputs(case: Case, dtype=torch.float64, device="cpu", requires_grad=F
     def rand(*shape):
         return torch.randn(*shape, generator=g, dtype=torch.float64).to(dtype)
 
-    if case.layout == "channels_last":
-        x = rand(case.n, case.t, case.v, case.c_in).permute(0, 3, 1, 2)
-    elif case.layout == "strided":
-        x = rand(case.n, case.c_in, 2 * case.t, case.v)[:, :, ::2]
-    else:
-        x = rand(case.n, case.c_in, case.t, case.v)
+    x = make_features(rand, case.n, case.c_in, case.t, case.v, case.layout)
     weight = rand(case.k, case.c_out, case.c_in)
     dense = random_adjacency(case, g).to(dtype)
     bias = {"after": lambda: rand(case.c_out), "before": lambda: rand(case.k, case.c_out)}.get(

@@ -21,6 +21,44 @@ struct Problem {
   bool bias_before_aggregation;  // bias is [K, C_out] rather than [C_out]
 };
 
+// Sizes of x [N, C_in, T, V] and weight [K, C_out, C_in] (ranks already checked), which must
+// be non-empty and agree on C_in. Shared with sparse graph convolution.
+inline Problem problem_sizes(const char* op, const at::Tensor& x, const at::Tensor& weight) {
+  Problem p{};
+  p.N = x.size(0);
+  p.C_in = x.size(1);
+  p.T = x.size(2);
+  p.V = x.size(3);
+  p.K = weight.size(0);
+  p.C_out = weight.size(1);
+  TORCH_CHECK_VALUE(p.N > 0 && p.C_in > 0 && p.T > 0 && p.V > 0, op,
+                    ": x must be non-empty, got shape ", x.sizes());
+  TORCH_CHECK_VALUE(p.K > 0 && p.C_out > 0, op, ": weight must be non-empty, got shape ",
+                    weight.sizes());
+  TORCH_CHECK_VALUE(weight.size(2) == p.C_in, op, ": weight.shape[2] must equal C_in=", p.C_in,
+                    ", got ", weight.size(2));
+  return p;
+}
+
+// bias: none, [C_out] (added after aggregation) or [K, C_out] (before), of x's dtype and device;
+// sets p.has_bias and p.bias_before_aggregation.
+inline void check_bias(const char* op, const std::optional<at::Tensor>& bias, const at::Tensor& x,
+                       Problem& p) {
+  p.has_bias = bias.has_value() && bias->defined();
+  if (p.has_bias) {
+    const at::Tensor& b = *bias;
+    TORCH_CHECK_TYPE(b.scalar_type() == x.scalar_type(), op, ": bias dtype must be ",
+                     x.scalar_type(), ", got ", b.scalar_type());
+    TORCH_CHECK_VALUE(b.device() == x.device(), op, ": bias must be on ", x.device(), ", got ",
+                      b.device());
+    const bool after = b.dim() == 1 && b.size(0) == p.C_out;
+    const bool before = b.dim() == 2 && b.size(0) == p.K && b.size(1) == p.C_out;
+    TORCH_CHECK_VALUE(after || before, op, ": bias must be [C_out]=[", p.C_out, "] or [K, C_out]=[",
+                      p.K, ", ", p.C_out, "], got shape ", b.sizes());
+    p.bias_before_aggregation = before;
+  }
+}
+
 inline Problem check_problem(const char* op, const at::Tensor& x, const at::Tensor& weight,
                              const at::Tensor& adjacency, const std::optional<at::Tensor>& bias) {
   TORCH_CHECK_VALUE(x.dim() == 4, op, ": x must be 4-D [N, C_in, T, V], got ", x.dim(), "-D");
@@ -37,20 +75,8 @@ inline Problem check_problem(const char* op, const at::Tensor& x, const at::Tens
   TORCH_CHECK_VALUE(weight.device() == x.device() && adjacency.device() == x.device(), op,
                     ": x, weight and adjacency must be on one device, got ", x.device(), ", ",
                     weight.device(), ", ", adjacency.device());
-  Problem p{};
-  p.N = x.size(0);
-  p.C_in = x.size(1);
-  p.T = x.size(2);
-  p.V = x.size(3);
-  p.K = weight.size(0);
-  p.C_out = weight.size(1);
+  Problem p = problem_sizes(op, x, weight);
   p.per_sample_adjacency = adjacency.dim() == 4;
-  TORCH_CHECK_VALUE(p.N > 0 && p.C_in > 0 && p.T > 0 && p.V > 0, op,
-                    ": x must be non-empty, got shape ", x.sizes());
-  TORCH_CHECK_VALUE(p.K > 0 && p.C_out > 0, op, ": weight must be non-empty, got shape ",
-                    weight.sizes());
-  TORCH_CHECK_VALUE(weight.size(2) == p.C_in, op, ": weight.shape[2] must equal C_in=", p.C_in,
-                    ", got ", weight.size(2));
   const int64_t a0 = p.per_sample_adjacency ? 1 : 0;
   if (p.per_sample_adjacency) {
     TORCH_CHECK_VALUE(adjacency.size(0) == p.N, op, ": adjacency.shape[0] must equal N=", p.N,
@@ -60,19 +86,7 @@ inline Problem check_problem(const char* op, const at::Tensor& x, const at::Tens
                     " subsets (weight.shape[0]), got ", adjacency.size(a0));
   TORCH_CHECK_VALUE(adjacency.size(a0 + 1) == p.V && adjacency.size(a0 + 2) == p.V, op,
                     ": adjacency must be V x V with V=", p.V, ", got shape ", adjacency.sizes());
-  p.has_bias = bias.has_value() && bias->defined();
-  if (p.has_bias) {
-    const at::Tensor& b = *bias;
-    TORCH_CHECK_TYPE(b.scalar_type() == x.scalar_type(), op, ": bias dtype must be ",
-                     x.scalar_type(), ", got ", b.scalar_type());
-    TORCH_CHECK_VALUE(b.device() == x.device(), op, ": bias must be on ", x.device(), ", got ",
-                      b.device());
-    const bool after = b.dim() == 1 && b.size(0) == p.C_out;
-    const bool before = b.dim() == 2 && b.size(0) == p.K && b.size(1) == p.C_out;
-    TORCH_CHECK_VALUE(after || before, op, ": bias must be [C_out]=[", p.C_out, "] or [K, C_out]=[",
-                      p.K, ", ", p.C_out, "], got shape ", b.sizes());
-    p.bias_before_aggregation = before;
-  }
+  check_bias(op, bias, x, p);
   return p;
 }
 

@@ -14,6 +14,8 @@
 // 1x1 convolution) is scaled by the row sums r[k, w] = sum_{j in row(k, w)} values[j].
 #pragma once
 
+#include "graph_conv/graph_conv_common.h"
+
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/arange.h>
 #include <ATen/ops/empty.h>
@@ -35,11 +37,13 @@
 
 namespace skelops::sparse_graph_conv {
 
-struct Problem {
-  int64_t N, C_in, T, V, K, C_out, nnz;
-  bool has_bias;
-  bool bias_before_aggregation;  // bias is [K, C_out] rather than [C_out]
+// The dense op's sizes and bias kind (per_sample_adjacency is always false), and nnz.
+struct Problem : graph_conv::Problem {
+  int64_t nnz = 0;
 };
+
+using graph_conv::check_grad_out;
+using graph_conv::empty_like_none;
 
 namespace detail {
 
@@ -182,20 +186,9 @@ inline Problem check_problem(const char* op, const at::Tensor& x, const at::Tens
                       ": weight, crow_indices, col_indices and values must be on x's device (",
                       x.device(), "), got ", t->device());
   }
-  Problem p{};
-  p.N = x.size(0);
-  p.C_in = x.size(1);
-  p.T = x.size(2);
-  p.V = x.size(3);
-  p.K = weight.size(0);
-  p.C_out = weight.size(1);
+  Problem p;
+  static_cast<graph_conv::Problem&>(p) = graph_conv::problem_sizes(op, x, weight);
   p.nnz = values.size(0);
-  TORCH_CHECK_VALUE(p.N > 0 && p.C_in > 0 && p.T > 0 && p.V > 0, op,
-                    ": x must be non-empty, got shape ", x.sizes());
-  TORCH_CHECK_VALUE(p.K > 0 && p.C_out > 0, op, ": weight must be non-empty, got shape ",
-                    weight.sizes());
-  TORCH_CHECK_VALUE(weight.size(2) == p.C_in, op, ": weight.shape[2] must equal C_in=", p.C_in,
-                    ", got ", weight.size(2));
   TORCH_CHECK_VALUE(crow.size(0) == p.K && crow.size(1) == p.V + 1, op,
                     ": crow_indices must be [K, V + 1] = [", p.K, ", ", p.V + 1,
                     "] (K = weight.shape[0], V = x.shape[3]), got ", crow.sizes());
@@ -203,32 +196,9 @@ inline Problem check_problem(const char* op, const at::Tensor& x, const at::Tens
                     " entries (values.numel()), got ", col.size(0));
   TORCH_CHECK_VALUE(p.nnz <= std::numeric_limits<int32_t>::max(), op,
                     ": at most 2^31 - 1 stored entries are supported, got ", p.nnz);
-  p.has_bias = bias.has_value() && bias->defined();
-  if (p.has_bias) {
-    const at::Tensor& b = *bias;
-    TORCH_CHECK_TYPE(b.scalar_type() == x.scalar_type(), op, ": bias dtype must be ",
-                     x.scalar_type(), ", got ", b.scalar_type());
-    TORCH_CHECK_VALUE(b.device() == x.device(), op, ": bias must be on ", x.device(), ", got ",
-                      b.device());
-    const bool after = b.dim() == 1 && b.size(0) == p.C_out;
-    const bool before = b.dim() == 2 && b.size(0) == p.K && b.size(1) == p.C_out;
-    TORCH_CHECK_VALUE(after || before, op, ": bias must be [C_out]=[", p.C_out, "] or [K, C_out]=[",
-                      p.K, ", ", p.C_out, "], got shape ", b.sizes());
-    p.bias_before_aggregation = before;
-  }
+  graph_conv::check_bias(op, bias, x, p);
   detail::check_csr_cached(op, crow, col, p.K, p.V, p.nnz);
   return p;
-}
-
-inline void check_grad_out(const char* op, const at::Tensor& grad_out, const at::Tensor& x,
-                           const Problem& p) {
-  TORCH_CHECK_VALUE(grad_out.dim() == 4 && grad_out.size(0) == p.N && grad_out.size(1) == p.C_out &&
-                        grad_out.size(2) == p.T && grad_out.size(3) == p.V,
-                    op, ": grad_out must be [", p.N, ", ", p.C_out, ", ", p.T, ", ", p.V,
-                    "], got ", grad_out.sizes());
-  TORCH_CHECK_TYPE(grad_out.scalar_type() == x.scalar_type(), op, ": grad_out dtype must be ",
-                   x.scalar_type(), ", got ", grad_out.scalar_type());
-  TORCH_CHECK_VALUE(grad_out.device() == x.device(), op, ": grad_out must be on ", x.device());
 }
 
 inline at::ScalarType acc_type(at::ScalarType dtype) {
@@ -258,8 +228,6 @@ inline at::Tensor bias_map(const at::Tensor& crow, const at::Tensor& values,
   if (!p.bias_before_aggregation) return b.view({p.C_out, 1}).expand({p.C_out, p.V}).contiguous();
   return at::matmul(b.t(), row_sums(crow, values, p)).contiguous();
 }
-
-inline at::Tensor empty_like_none(const at::Tensor& like) { return at::empty({0}, like.options()); }
 
 // The bias's share of sparse_graph_conv_backward for every backend, from
 // S[o, w] = sum_{n, t} grad_out[n, o, t, w]:

@@ -55,6 +55,57 @@ def check_dim(name: str, actual: int, expected: int, what: str) -> None:
         raise ValueError(f"{name} must be {expected} ({what}), got {actual}")
 
 
+def check_features_weight_bias(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
+) -> tuple[int, int, int, int, int, int]:
+    """The checks every graph convolution makes of x ``[N, C_in, T, V]``, weight
+    ``[K, C_out, C_in]`` and bias (``None``, ``[C_out]`` or ``[K, C_out]``), beyond the ranks,
+    dtypes and devices; returns ``(N, C_in, T, V, K, C_out)``."""
+    n, c_in, t, v = x.shape
+    if x.numel() == 0:
+        raise ValueError(f"x must be non-empty [N, C_in, T, V], got shape {tuple(x.shape)}")
+    k, c_out, w_c_in = weight.shape
+    if weight.numel() == 0:
+        raise ValueError(f"weight must be non-empty [K, C_out, C_in], got {tuple(weight.shape)}")
+    check_dim("weight.shape[2]", w_c_in, c_in, "C_in, x.shape[1]")
+    if bias is not None:
+        check_tensor("bias", bias, (1, 2), "[C_out] or [K, C_out]")
+        check_same("bias", bias, "x", x)
+        if tuple(bias.shape) not in ((c_out,), (k, c_out)):
+            raise ValueError(
+                f"bias must be [C_out]=[{c_out}] or [K, C_out]=[{k}, {c_out}], "
+                f"got {tuple(bias.shape)}"
+            )
+    return n, c_in, t, v, k, c_out
+
+
+def fake_gradients(
+    like: torch.Tensor, output_mask: Sequence[bool], shapes: Sequence[torch.Size | None]
+) -> tuple[torch.Tensor, ...]:
+    """A backward op's outputs for fake tensors: an empty tensor of each asked-for shape, and a
+    ``[0]`` tensor where ``output_mask`` is False (or the input, such as a bias, is absent)."""
+    return tuple(
+        like.new_empty(shape) if wanted and shape is not None else like.new_empty(0)
+        for wanted, shape in zip(output_mask, shapes, strict=True)
+    )
+
+
+def save_x_if_needed(ctx, x: torch.Tensor, read_by_backward: bool) -> torch.Tensor | None:
+    """What ``setup_context`` saves for x: x itself when the backward reads it (the weight or
+    adjacency gradients), else ``None`` with its metadata kept for :func:`saved_x`."""
+    ctx.x_meta = None if read_by_backward else (x.shape, x.dtype, x.device)
+    return x if read_by_backward else None
+
+
+def saved_x(ctx, saved: torch.Tensor | None) -> torch.Tensor:
+    """x as saved by :func:`save_x_if_needed`, or a zero-stride stand-in of its shape (the
+    backward then computes only dX, which does not read it)."""
+    if saved is not None:
+        return saved
+    shape, dtype, device = ctx.x_meta
+    return torch.empty((), dtype=dtype, device=device).expand(shape)
+
+
 def has_compiled_kernel(op: str, device_type: str) -> bool:
     """Whether ``torch.ops.skelops.<op>`` has a compiled kernel for ``device_type``."""
     key = {"cpu": "CPU", "cuda": "CUDA"}[device_type]

@@ -8,11 +8,15 @@ from torch import Tensor
 from .. import reference
 from ._common import (
     check_dim,
+    check_features_weight_bias,
     check_same,
     check_tensor,
+    fake_gradients,
     register_autocast,
     register_autograd,
     resolve_backend,
+    save_x_if_needed,
+    saved_x,
 )
 from .sparse_graph_conv import SparseForm, sparse_graph_conv
 
@@ -84,27 +88,13 @@ def _check_arguments(x: Tensor, weight: Tensor, adjacency: Tensor, bias: Tensor 
     check_tensor("adjacency", adjacency, (3, 4), "[K, V, V] or [N, K, V, V]")
     check_same("weight", weight, "x", x)
     check_same("adjacency", adjacency, "x", x)
-    n, c_in, t, v = x.shape
-    if x.numel() == 0:
-        raise ValueError(f"x must be non-empty [N, C_in, T, V], got shape {tuple(x.shape)}")
-    k, c_out, w_c_in = weight.shape
-    if weight.numel() == 0:
-        raise ValueError(f"weight must be non-empty [K, C_out, C_in], got {tuple(weight.shape)}")
-    check_dim("weight.shape[2]", w_c_in, c_in, "C_in, x.shape[1]")
+    n, _, _, v, k, _ = check_features_weight_bias(x, weight, bias)
     if adjacency.dim() == 4:
         check_dim("adjacency.shape[0]", adjacency.shape[0], n, "N, x.shape[0], for per-sample A")
     a_k, a_v, a_w = adjacency.shape[-3:]
     check_dim("adjacency.shape[-3]", a_k, k, "K, weight.shape[0]")
     if (a_v, a_w) != (v, v):
         raise ValueError(f"adjacency must be V x V with V={v} (x.shape[3]), got {a_v} x {a_w}")
-    if bias is not None:
-        check_tensor("bias", bias, (1, 2), "[C_out] or [K, C_out]")
-        check_same("bias", bias, "x", x)
-        if tuple(bias.shape) not in ((c_out,), (k, c_out)):
-            raise ValueError(
-                f"bias must be [C_out]=[{c_out}] or [K, C_out]=[{k}, {c_out}], "
-                f"got {tuple(bias.shape)}"
-            )
 
 
 # --- fake kernels (shapes for torch.compile / meta tensors) -----------------------------------
@@ -128,10 +118,7 @@ def _fake_backward(
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     _check_arguments(x, weight, adjacency, bias)
     shapes = (x.shape, weight.shape, adjacency.shape, bias.shape if bias is not None else None)
-    return tuple(  # type: ignore[return-value]
-        x.new_empty(shape) if wanted and shape is not None else x.new_empty(0)
-        for wanted, shape in zip(output_mask, shapes, strict=True)
-    )
+    return fake_gradients(x, output_mask, shapes)  # type: ignore[return-value]
 
 
 # --- autograd --------------------------------------------------------------------------------
@@ -140,19 +127,15 @@ def _fake_backward(
 def _setup_context(ctx, inputs, output) -> None:
     x, weight, adjacency, bias = inputs
     need_x, need_w, need_a, need_b = ctx.needs_input_grad[:4]
-    # x is read only by dW and dA; a zero-stride stand-in gives dX its shape without keeping x.
-    ctx.x_meta = None if (need_w or need_a) else (x.shape, x.dtype, x.device)
-    ctx.save_for_backward(x if ctx.x_meta is None else None, weight, adjacency, bias)
+    # x is read only by dW and dA
+    ctx.save_for_backward(save_x_if_needed(ctx, x, need_w or need_a), weight, adjacency, bias)
     ctx.output_mask = [need_x, need_w, need_a, bias is not None and need_b]
 
 
 def _make_backward(backward_op):
     def backward(ctx, grad_out):
         x, weight, adjacency, bias = ctx.saved_tensors
-        if x is None:
-            shape, dtype, device = ctx.x_meta
-            x = torch.empty((), dtype=dtype, device=device).expand(shape)
-        grads = backward_op(grad_out, x, weight, adjacency, bias, ctx.output_mask)
+        grads = backward_op(grad_out, saved_x(ctx, x), weight, adjacency, bias, ctx.output_mask)
         return tuple(
             g if wanted else None for g, wanted in zip(grads, ctx.output_mask, strict=True)
         )

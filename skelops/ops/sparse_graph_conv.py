@@ -12,11 +12,15 @@ from .. import reference
 from ..graphs.sparse import BlockDiagonalAdjacency, SparseAdjacency, check_csr
 from ._common import (
     check_dim,
+    check_features_weight_bias,
     check_same,
     check_tensor,
+    fake_gradients,
     register_autocast,
     register_autograd,
     resolve_backend,
+    save_x_if_needed,
+    saved_x,
 )
 
 __all__ = ["sparse_graph_conv"]
@@ -84,13 +88,7 @@ def _check_arguments(
             f"adjacency.crow_indices and col_indices must share a dtype, got {crow.dtype} and "
             f"{col.dtype}"
         )
-    n, c_in, t, v = x.shape
-    if x.numel() == 0:
-        raise ValueError(f"x must be non-empty [N, C_in, T, V], got shape {tuple(x.shape)}")
-    k, c_out, w_c_in = weight.shape
-    if weight.numel() == 0:
-        raise ValueError(f"weight must be non-empty [K, C_out, C_in], got {tuple(weight.shape)}")
-    check_dim("weight.shape[2]", w_c_in, c_in, "C_in, x.shape[1]")
+    _, _, _, v, k, _ = check_features_weight_bias(x, weight, bias)
     if tuple(crow.shape) != (k, v + 1):
         raise ValueError(
             f"adjacency.crow_indices must be [K, V + 1] = [{k}, {v + 1}] (K = weight.shape[0], "
@@ -98,14 +96,6 @@ def _check_arguments(
             f"{crow.shape[-1] - 1} nodes and {crow.shape[0]} subsets"
         )
     check_dim("adjacency.col_indices.shape[0]", col.shape[0], values.shape[0], "nnz")
-    if bias is not None:
-        check_tensor("bias", bias, (1, 2), "[C_out] or [K, C_out]")
-        check_same("bias", bias, "x", x)
-        if tuple(bias.shape) not in ((c_out,), (k, c_out)):
-            raise ValueError(
-                f"bias must be [C_out]=[{c_out}] or [K, C_out]=[{k}, {c_out}], "
-                f"got {tuple(bias.shape)}"
-            )
 
 
 # Index tensors whose CSR content was checked, with their versions then (in-place edits bump
@@ -153,10 +143,7 @@ def _fake_backward(
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     _check_arguments(x, weight, crow_indices, col_indices, values, bias)
     shapes = (x.shape, weight.shape, values.shape, bias.shape if bias is not None else None)
-    return tuple(  # type: ignore[return-value]
-        x.new_empty(shape) if wanted and shape is not None else x.new_empty(0)
-        for wanted, shape in zip(output_mask, shapes, strict=True)
-    )
+    return fake_gradients(x, output_mask, shapes)  # type: ignore[return-value]
 
 
 # --- autograd --------------------------------------------------------------------------------
@@ -165,18 +152,16 @@ def _fake_backward(
 def _setup_context(ctx, inputs, output) -> None:
     x, weight, crow, col, values, bias = inputs
     need_x, need_w, _, _, need_values, need_b = ctx.needs_input_grad[:6]
-    # x is read only by dW and d values; a zero-stride stand-in gives dX its shape.
-    ctx.x_meta = None if (need_w or need_values) else (x.shape, x.dtype, x.device)
-    ctx.save_for_backward(x if ctx.x_meta is None else None, weight, crow, col, values, bias)
+    # x is read only by dW and d values
+    x_saved = save_x_if_needed(ctx, x, need_w or need_values)
+    ctx.save_for_backward(x_saved, weight, crow, col, values, bias)
     ctx.output_mask = [need_x, need_w, need_values, bias is not None and need_b]
 
 
 def _make_backward(backward_op):
     def backward(ctx, grad_out):
         x, weight, crow, col, values, bias = ctx.saved_tensors
-        if x is None:
-            shape, dtype, device = ctx.x_meta
-            x = torch.empty((), dtype=dtype, device=device).expand(shape)
+        x = saved_x(ctx, x)
         grads = backward_op(grad_out, x, weight, crow, col, values, bias, ctx.output_mask)
         gx, gw, gvalues, gb = (
             g if wanted else None for g, wanted in zip(grads, ctx.output_mask, strict=True)
