@@ -37,6 +37,35 @@ TORCH_LIBRARY(skelops, m) {
       "Tensor col_indices, Tensor values, Tensor? bias, bool[4] output_mask) -> "
       "(Tensor, Tensor, Tensor, Tensor)",
       {at::Tag::pt2_compliant_tag});
+  // Multi-dilation graph convolution (STC-Net's DK-GC): one channel mix W [K, C_out, C_in]
+  // shared by D dilated kernels adjacency [D, K, V, V]; the branches summed (concat = false,
+  // -> [N, C_out, T, V]) or concatenated dilation-major along channels (-> [N, D * C_out, T, V]).
+  // bias: one value per output channel, added after aggregation.
+  m.def(
+      "multi_dilation_graph_conv(Tensor x, Tensor weight, Tensor adjacency, Tensor? bias=None, "
+      "bool concat=False) -> Tensor",
+      {at::Tag::pt2_compliant_tag});
+  // Gradients (x, weight, adjacency, bias) for output_mask; a masked-out one is an empty tensor.
+  m.def(
+      "multi_dilation_graph_conv_backward(Tensor grad_out, Tensor x, Tensor weight, "
+      "Tensor adjacency, Tensor? bias, bool concat, bool[4] output_mask) -> "
+      "(Tensor, Tensor, Tensor, Tensor)",
+      {at::Tag::pt2_compliant_tag});
+  // Spatio-temporal curves (STC-Net's STC module): x [N, C, T, V] aggregated along greedy
+  // curves scored by key [N, D, T, V]; candidates [V, V] bool or None (all joints).
+  // Returns y [N, C, T, V] (x's dtype) and, for the backward, per transition (n, t, v) with
+  // t < T - 1: next joint [N, T - 1, V] int32, log-probability of that step and the row's
+  // log-sum-exp of the scaled scores [N, T - 1, V] float32.
+  m.def(
+      "spatio_temporal_curve(Tensor x, Tensor key, Tensor? candidates, int length, float scale) "
+      "-> (Tensor, Tensor, Tensor, Tensor)",
+      {at::Tag::pt2_compliant_tag});
+  // Gradients (x, key) for output_mask; a masked-out one is an empty tensor.
+  m.def(
+      "spatio_temporal_curve_backward(Tensor grad_out, Tensor x, Tensor key, Tensor? candidates, "
+      "Tensor next_joint, Tensor log_prob, Tensor log_normalizer, int length, float scale, "
+      "bool[2] output_mask) -> (Tensor, Tensor)",
+      {at::Tag::pt2_compliant_tag});
 }
 
 namespace {

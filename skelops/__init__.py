@@ -11,9 +11,19 @@ _C = _load_extension()
 __version__ = "0.1.0"
 
 from . import graphs, models, nn, ops, reference  # noqa: E402  (after the extension registered ops)
-from .ops import graph_conv  # noqa: E402
+from .ops import graph_conv, multi_dilation_graph_conv, spatio_temporal_curve  # noqa: E402
 
-__all__ = ["build_info", "graph_conv", "graphs", "models", "nn", "ops", "reference"]
+__all__ = [
+    "build_info",
+    "graph_conv",
+    "graphs",
+    "models",
+    "multi_dilation_graph_conv",
+    "nn",
+    "ops",
+    "reference",
+    "spatio_temporal_curve",
+]
 
 
 def build_info() -> dict:

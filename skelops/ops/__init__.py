@@ -6,5 +6,13 @@ as an operator of its own) plus ``torch.ops.skelops.<name>_triton`` for the Trit
 
 from ._common import BACKENDS, available_backends
 from .graph_conv import graph_conv
+from .multi_dilation_graph_conv import multi_dilation_graph_conv
+from .spatio_temporal_curve import spatio_temporal_curve
 
-__all__ = ["BACKENDS", "available_backends", "graph_conv"]
+__all__ = [
+    "BACKENDS",
+    "available_backends",
+    "graph_conv",
+    "multi_dilation_graph_conv",
+    "spatio_temporal_curve",
+]
