@@ -55,7 +55,7 @@ TORCH_LIBRARY(skelops, m) {
   // curves scored by key [N, D, T, V]; candidates [V, V] bool or None (all joints).
   // Returns y [N, C, T, V] (x's dtype) and, for the backward, per transition (n, t, v) with
   // t < T - 1: next joint [N, T - 1, V] int32, log-probability of that step and the row's
-  // log-sum-exp of the scaled scores [N, T - 1, V] float32.
+  // log-sum-exp of the scaled scores [N, T - 1, V] float32 (float64 for float64 inputs).
   m.def(
       "spatio_temporal_curve(Tensor x, Tensor key, Tensor? candidates, int length, float scale) "
       "-> (Tensor, Tensor, Tensor, Tensor)",

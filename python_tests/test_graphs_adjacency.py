@@ -147,6 +147,16 @@ def test_dilated_kernels():
     assert dist.shape == (1, 2, 25, 25) and dist[0, 1, 0, 20].item() == pytest.approx(0.2)
 
 
+def test_dilation_beyond_diameter_raises():
+    # ntu_stgcn's diameter is 12 hops (hop_distance max); coco's is 8.
+    assert graphs.dilated_adjacency("ntu_stgcn", [12]).shape == (1, 3, 25, 25)
+    message = r"dilations\[1\]=13 exceeds the diameter of layout 'ntu_stgcn' \(12 hops\)"
+    with pytest.raises(ValueError, match=message):
+        graphs.dilated_adjacency("ntu_stgcn", [1, 13])
+    with pytest.raises(ValueError, match=r"dilations\[0\]=9 exceeds .* 'coco' \(8 hops\)"):
+        graphs.dilated_adjacency(graphs.get_layout("coco"), [9], "distance")
+
+
 def test_dtype_and_device():
     a = graphs.build_adjacency("coco", dtype=torch.float64, device="cpu")
     assert a.dtype == torch.float64 and a.device.type == "cpu"

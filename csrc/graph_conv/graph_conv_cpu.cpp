@@ -11,6 +11,7 @@
 // The order that does fewer FLOPs is taken (aggregation on the smaller of C_in and C_out).
 #include "graph_conv/graph_conv_common.h"
 #include "graph_conv/graph_conv_math.h"
+#include "graph_conv/graph_conv_ops.h"
 
 #include <skelops/cpu_tiles.h>
 
@@ -28,9 +29,10 @@
 #include <vector>
 
 namespace skelops::graph_conv {
-namespace {
 
 using namespace skelops::cpu;
+
+namespace {
 
 // Operands converted once per call to the accumulation type, laid out for the GEMMs.
 template <typename acc_t>
@@ -230,6 +232,8 @@ void check_cpu(const char* op, const at::Tensor& x) {
   TORCH_CHECK_VALUE(x.device().is_cpu(), op, ": the CPU kernel got a tensor on ", x.device());
 }
 
+}  // namespace
+
 at::Tensor graph_conv_cpu(const at::Tensor& x, const at::Tensor& weight,
                           const at::Tensor& adjacency, const std::optional<at::Tensor>& bias) {
   const Problem p = check_problem("skelops::graph_conv", x, weight, adjacency, bias);
@@ -270,8 +274,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> graph_conv_backward_c
       output_mask[2] ? ga_acc.to(x.scalar_type()) : empty_like_none(x);
   return {grad_x, grad_weight, grad_adjacency, grad_bias};
 }
-
-}  // namespace
 
 TORCH_LIBRARY_IMPL(skelops, CPU, m) {
   m.impl("graph_conv", &graph_conv_cpu);

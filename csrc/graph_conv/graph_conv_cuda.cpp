@@ -4,6 +4,7 @@
 // gradients are ATen reductions (bias_backward), as on the CPU.
 #include "graph_conv/graph_conv_common.h"
 #include "graph_conv/graph_conv_kernels.cuh"
+#include "graph_conv/graph_conv_ops.h"
 
 #include <skelops/cuda_glue.h>
 #include <ATen/ops/empty.h>
@@ -17,9 +18,10 @@
 #include <type_traits>
 
 namespace skelops::graph_conv {
-namespace {
 
 using namespace skelops::cuda;
+
+namespace {
 
 FrameStrides frame_strides(const at::Tensor& t) {
   return {t.stride(0), t.stride(1), t.stride(2), t.stride(3)};
@@ -61,6 +63,8 @@ at::Tensor make_bias_map(const char* op, const Problem& p, const at::Tensor& adj
   *sample_stride = Nb == 1 ? 0 : p.C_out * p.V;
   return bias_map;
 }
+
+}  // namespace
 
 at::Tensor graph_conv_cuda(const at::Tensor& x, const at::Tensor& weight,
                            const at::Tensor& adjacency, const std::optional<at::Tensor>& bias) {
@@ -142,8 +146,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> graph_conv_backward_c
   if (output_mask[2]) grad_adjacency = grad_adjacency_acc.to(x.scalar_type());
   return {grad_x, grad_weight, grad_adjacency, grad_bias};
 }
-
-}  // namespace
 
 TORCH_LIBRARY_IMPL(skelops, CUDA, m) {
   m.impl("graph_conv", &graph_conv_cuda);

@@ -176,13 +176,15 @@ int64_t forward_smem_floats(const ForwardTiling& g) {
          static_cast<int64_t>(round_up4(g.joints_chunk)) * g.joints;
 }
 
-template <typename scalar_t>
+// kBranched: sum the aggregation over br.count > 1 branches (compiled apart so that graph_conv's
+// own kernel keeps its registers).
+template <typename scalar_t, bool kBranched>
 __global__ void __launch_bounds__(kThreads)
     forward_kernel(const scalar_t* __restrict__ x, FrameStrides xs,
                    const scalar_t* __restrict__ weight, WeightStrides ws,
                    const scalar_t* __restrict__ adjacency, AdjacencyStrides as,
                    const float* __restrict__ bias_map, int64_t bias_map_stride,
-                   scalar_t* __restrict__ y, Dims d, ForwardTiling g) {
+                   scalar_t* __restrict__ y, Dims d, ForwardTiling g, Branches br) {
   extern __shared__ float4 smem_vec[];
   const int TO = kForwardRows * g.threads_o;
   const int P = kMicro * g.threads_p;
@@ -205,7 +207,9 @@ __global__ void __launch_bounds__(kThreads)
   const int joints_here = static_cast<int>(min64(WT, d.V - w0));
   const scalar_t* const x_n = x + n * xs.n;
   const scalar_t* const a_n = adjacency + n * as.n;
-  const bool one_joint_chunk = g.joints_chunk >= d.V;
+  const int64_t branches = kBranched ? br.count : 1;
+  // The staged x chunk serves every k when it is the whole of x's joints (and branches).
+  const bool stage_once = g.joints_chunk >= d.V && !kBranched;
 
   const int to = threadIdx.x / g.threads_p;
   const int tp = threadIdx.x % g.threads_p;
@@ -228,16 +232,20 @@ __global__ void __launch_bounds__(kThreads)
         }
         w_s[c * TO + o] = value;
       }
-      for (int64_t v0 = 0; v0 < d.V; v0 += g.joints_chunk) {
-        const int vc = static_cast<int>(min64(g.joints_chunk, d.V - v0));
-        if (k == 0 || !one_joint_chunk) {
-          stage_frames(x_s, x_n, xs, c0, d.C_in, t0, d.T, v0, vc, CC, TT, g.x_row);
+      for (int64_t branch = 0; branch < branches; ++branch) {
+        for (int64_t v0 = 0; v0 < d.V; v0 += g.joints_chunk) {
+          const int vc = static_cast<int>(min64(g.joints_chunk, d.V - v0));
+          if (k == 0 || !stage_once) {
+            stage_frames(x_s, x_n + branch * br.x_offset, xs, c0, d.C_in, t0, d.T, v0, vc, CC,
+                         TT, g.x_row);
+          }
+          stage_adjacency(a_s, a_n + branch * br.adjacency_offset + k * as.k, as.v, as.w, v0, vc,
+                          rows4_max, w0, joints_here, WT);
+          __syncthreads();
+          aggregate_joints(x_s, a_s, z_s, P, 1, P, CC, TT, WT, g.x_row, round_up4(vc),
+                           frames_here, joints_here, branch > 0 || v0 > 0);
+          __syncthreads();
         }
-        stage_adjacency(a_s, a_n + k * as.k, as.v, as.w, v0, vc, rows4_max, w0, joints_here, WT);
-        __syncthreads();
-        aggregate_joints(x_s, a_s, z_s, P, 1, P, CC, TT, WT, g.x_row, round_up4(vc), frames_here,
-                         joints_here, v0 > 0);
-        __syncthreads();
       }
 #pragma unroll 4
       for (int c = 0; c < CC; ++c) {
@@ -305,12 +313,12 @@ int64_t weight_grad_smem_floats(const WeightGradTiling& g) {
   return std::max(main, lane_sums);
 }
 
-template <typename scalar_t>
+template <typename scalar_t, bool kBranched>
 __global__ void __launch_bounds__(kThreads)
     weight_grad_kernel(const scalar_t* __restrict__ grad_out, FrameStrides gs,
                        const scalar_t* __restrict__ x, FrameStrides xs,
                        const scalar_t* __restrict__ adjacency, AdjacencyStrides as,
-                       float* __restrict__ grad_weight, Dims d, WeightGradTiling g) {
+                       float* __restrict__ grad_weight, Dims d, WeightGradTiling g, Branches br) {
   extern __shared__ float4 smem_vec[];
   float* const smem = reinterpret_cast<float*>(smem_vec);
   const int TO = kMicro * g.threads_o, TC = kMicro * g.threads_c;
@@ -368,14 +376,18 @@ __global__ void __launch_bounds__(kThreads)
       }
       dy_s[p * dy_row + o] = value;
     }
-    for (int64_t v0 = 0; v0 < d.V; v0 += g.joints_chunk) {
-      const int vc = static_cast<int>(min64(g.joints_chunk, d.V - v0));
-      stage_frames(x_s, x_n, xs, c0, d.C_in, t0, d.T, v0, vc, TC, TT, g.x_row);
-      stage_adjacency(a_s, a_k, as.v, as.w, v0, vc, rows4_max, w0, joints_here, WT);
-      __syncthreads();
-      aggregate_joints(x_s, a_s, z_s, 1, z_row, P, TC, TT, WT, g.x_row, round_up4(vc),
-                       frames_here, joints_here, v0 > 0);
-      __syncthreads();
+    for (int64_t branch = 0; branch < (kBranched ? br.count : 1); ++branch) {
+      for (int64_t v0 = 0; v0 < d.V; v0 += g.joints_chunk) {
+        const int vc = static_cast<int>(min64(g.joints_chunk, d.V - v0));
+        stage_frames(x_s, x_n + branch * br.x_offset, xs, c0, d.C_in, t0, d.T, v0, vc, TC, TT,
+                     g.x_row);
+        stage_adjacency(a_s, a_k + branch * br.adjacency_offset, as.v, as.w, v0, vc, rows4_max,
+                        w0, joints_here, WT);
+        __syncthreads();
+        aggregate_joints(x_s, a_s, z_s, 1, z_row, P, TC, TT, WT, g.x_row, round_up4(vc),
+                         frames_here, joints_here, branch > 0 || v0 > 0);
+        __syncthreads();
+      }
     }
     // The joint loop ended with a barrier, so dy_s and z_s are complete.
     for (int p = lane; p < P; p += g.lanes) {
@@ -692,7 +704,8 @@ int grid_size_1d(int64_t count) {
 // shared loads per 4 FMAs), staging ~8 per element (global load, index math), a barrier ~20
 // per thread. Candidates trade output-channel tile TO (less Z recompute) against positions per
 // block (less padding for small C_out, more parallelism).
-bool choose_forward_tiling(const Dims& d, const DeviceLimits& dev, ForwardTiling* best) {
+bool choose_forward_tiling(const Dims& d, int64_t branches, const DeviceLimits& dev,
+                           ForwardTiling* best) {
   double best_cost = -1.0;
   for (int threads_o = 1; threads_o <= 16; threads_o *= 2) {
     ForwardTiling g{};
@@ -726,11 +739,11 @@ bool choose_forward_tiling(const Dims& d, const DeviceLimits& dev, ForwardTiling
     g.w_tiles = ceil_div(d.V, g.joints);
     g.t_tiles = ceil_div(d.T, g.frames);
     const double blocks = static_cast<double>(d.N) * g.t_tiles * g.w_tiles * g.o_tiles;
-    const double joint_chunks = static_cast<double>(ceil_div(d.V, g.joints_chunk));
+    const double joint_chunks = static_cast<double>(branches * ceil_div(d.V, g.joints_chunk));
     const double cc = g.channels;
     const double v4 = 4.0 * static_cast<double>(ceil_div(d.V, 4));
     const double per_step =  // one (channel chunk, k)
-        cc * to * positions + 2.5 * cc * g.frames * g.joints * v4 +
+        cc * to * positions + 2.5 * branches * cc * g.frames * g.joints * v4 +
         8.0 * (cc * to + joint_chunks * (cc * g.frames * g.x_row +
                                          round_up4(g.joints_chunk) * g.joints)) +
         20.0 * kThreads * (2 * joint_chunks + 1);
@@ -843,15 +856,18 @@ cudaError_t launch_graph_conv_forward(const scalar_t* x, FrameStrides x_strides,
                                       const scalar_t* adjacency,
                                       AdjacencyStrides adjacency_strides, const float* bias_map,
                                       int64_t bias_map_sample_stride, scalar_t* y, Dims dims,
-                                      cudaStream_t stream) {
+                                      cudaStream_t stream, Branches branches) {
+  if (branches.count < 1) return cudaErrorInvalidValue;
   DeviceLimits dev{};
   cudaError_t err = query_device(&dev);
   if (err != cudaSuccess) return err;
   ForwardTiling g{};
-  if (!choose_forward_tiling(dims, dev, &g)) return cudaErrorInvalidConfiguration;
-  return launch_tiled(forward_kernel<scalar_t>, dims.N * g.t_tiles * g.w_tiles * g.o_tiles,
-                      forward_smem_floats(g), stream, x, x_strides, weight, weight_strides,
-                      adjacency, adjacency_strides, bias_map, bias_map_sample_stride, y, dims, g);
+  if (!choose_forward_tiling(dims, branches.count, dev, &g)) return cudaErrorInvalidConfiguration;
+  return launch_tiled(branches.count > 1 ? forward_kernel<scalar_t, true>
+                                        : forward_kernel<scalar_t, false>,
+                      dims.N * g.t_tiles * g.w_tiles * g.o_tiles, forward_smem_floats(g), stream, x,
+                      x_strides, weight, weight_strides, adjacency, adjacency_strides, bias_map,
+                      bias_map_sample_stride, y, dims, g, branches);
 }
 
 template <typename scalar_t>
@@ -859,7 +875,8 @@ cudaError_t launch_graph_conv_weight_grad(const scalar_t* grad_out, FrameStrides
                                           const scalar_t* x, FrameStrides x_strides,
                                           const scalar_t* adjacency,
                                           AdjacencyStrides adjacency_strides, float* grad_weight,
-                                          Dims dims, cudaStream_t stream) {
+                                          Dims dims, cudaStream_t stream, Branches branches) {
+  if (branches.count < 1) return cudaErrorInvalidValue;
   cudaError_t err = cudaMemsetAsync(
       grad_weight, 0, sizeof(float) * dims.K * dims.C_out * dims.C_in, stream);
   if (err != cudaSuccess) return err;
@@ -868,9 +885,11 @@ cudaError_t launch_graph_conv_weight_grad(const scalar_t* grad_out, FrameStrides
   if (err != cudaSuccess) return err;
   WeightGradTiling g{};
   if (!choose_weight_grad_tiling(dims, dev, &g)) return cudaErrorInvalidConfiguration;
-  return launch_tiled(weight_grad_kernel<scalar_t>, g.segments * g.o_tiles * g.c_tiles * dims.K,
+  return launch_tiled(branches.count > 1 ? weight_grad_kernel<scalar_t, true>
+                                        : weight_grad_kernel<scalar_t, false>,
+                      g.segments * g.o_tiles * g.c_tiles * dims.K,
                       weight_grad_smem_floats(g), stream, grad_out, grad_out_strides, x,
-                      x_strides, adjacency, adjacency_strides, grad_weight, dims, g);
+                      x_strides, adjacency, adjacency_strides, grad_weight, dims, g, branches);
 }
 
 template <typename scalar_t>
@@ -904,10 +923,10 @@ cudaError_t launch_graph_conv_adjacency_grad(const scalar_t* grad_out,
                                                  cudaStream_t);                                   \
   template cudaError_t launch_graph_conv_forward<scalar_t>(                                       \
       const scalar_t*, FrameStrides, const scalar_t*, WeightStrides, const scalar_t*,             \
-      AdjacencyStrides, const float*, int64_t, scalar_t*, Dims, cudaStream_t);                    \
+      AdjacencyStrides, const float*, int64_t, scalar_t*, Dims, cudaStream_t, Branches);          \
   template cudaError_t launch_graph_conv_weight_grad<scalar_t>(                                   \
       const scalar_t*, FrameStrides, const scalar_t*, FrameStrides, const scalar_t*,              \
-      AdjacencyStrides, float*, Dims, cudaStream_t);                                              \
+      AdjacencyStrides, float*, Dims, cudaStream_t, Branches);                                    \
   template cudaError_t launch_graph_conv_adjacency_grad<scalar_t>(                                \
       const scalar_t*, FrameStrides, const scalar_t*, FrameStrides, const scalar_t*,              \
       WeightStrides, bool, float*, Dims, cudaStream_t);

@@ -38,6 +38,14 @@ struct AdjacencyStrides {
   int64_t n, k, v, w;
 };
 
+// Inputs summed by the aggregation, for operators built from graph convolution
+// (multi_dilation_graph_conv's backward): the kernels that aggregate x (the forward and the
+// weight gradient) then aggregate sum_b x_b A_b with x_b = x + b * x_offset and
+// A_b = adjacency + b * adjacency_offset (element offsets), b < count. graph_conv itself has one.
+struct Branches {
+  int64_t count = 1, x_offset = 0, adjacency_offset = 0;
+};
+
 // bias_map[nb, o, w] (fp32, [Nb, C_out, V] contiguous), the bias term the forward adds to
 // output (o, w) of sample nb (see bias_map_entry in graph_conv_math.h):
 //   before_aggregation: bias [K, C_out], scaled by the column sums of adjacency, which is
@@ -53,23 +61,25 @@ cudaError_t launch_bias_map(const scalar_t* bias, bool before_aggregation,
 // y[n, o, t, w] = sum_k sum_c weight[k, o, c] sum_v x[n, c, t, v] A[n, k, v, w]
 //                 + bias_map[n * bias_map_sample_stride + o * V + w]   (when bias_map != null)
 // y is contiguous [N, C_out, T, V]. With weight and adjacency passed as transposed views
-// (strides swapped) and no bias map, this is also d x of the backward.
+// (strides swapped) and no bias map, this is also d x of the backward. With branches, x A is
+// sum_b x_b A_b.
 template <typename scalar_t>
 cudaError_t launch_graph_conv_forward(const scalar_t* x, FrameStrides x_strides,
                                       const scalar_t* weight, WeightStrides weight_strides,
                                       const scalar_t* adjacency,
                                       AdjacencyStrides adjacency_strides, const float* bias_map,
                                       int64_t bias_map_sample_stride, scalar_t* y, Dims dims,
-                                      cudaStream_t stream);
+                                      cudaStream_t stream, Branches branches = {});
 
 // grad_weight[k, o, c] = sum_{n, t, w} grad_out[n, o, t, w] sum_v x[n, c, t, v] A[n, k, v, w]
-// into fp32 [K, C_out, C_in] contiguous, which this launcher zeroes first.
+// into fp32 [K, C_out, C_in] contiguous, which this launcher zeroes first. With branches,
+// x A is sum_b x_b A_b.
 template <typename scalar_t>
 cudaError_t launch_graph_conv_weight_grad(const scalar_t* grad_out, FrameStrides grad_out_strides,
                                           const scalar_t* x, FrameStrides x_strides,
                                           const scalar_t* adjacency,
                                           AdjacencyStrides adjacency_strides, float* grad_weight,
-                                          Dims dims, cudaStream_t stream);
+                                          Dims dims, cudaStream_t stream, Branches branches = {});
 
 // grad_adjacency[g, k, v, w] = sum_{n in g, c, t} x[n, c, t, v] sum_o weight[k, o, c]
 //                                                   grad_out[n, o, t, w]

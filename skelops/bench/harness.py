@@ -359,7 +359,9 @@ def run(
     """Run the registered benchmarks; returns the report (see ``write_report``)."""
     from . import graph_conv as _graph_conv  # noqa: F401  (registers its cases)
     from . import models as _models  # noqa: F401
+    from . import multi_dilation_graph_conv as _multi_dilation_graph_conv  # noqa: F401
     from . import sparse_graph_conv as _sparse_graph_conv  # noqa: F401
+    from . import spatio_temporal_curve as _spatio_temporal_curve  # noqa: F401
 
     ops = list(ops) if ops else registered_ops()
     unknown = sorted(set(ops) - set(_REGISTRY))

@@ -25,6 +25,14 @@ MODEL_CASES = {
         16,
         "Jho-Yonsei/HD-GCN config/nturgbd-cross-subject/joint_com_21.yaml",
     ),
+    "stcnet": (
+        "ntu60",
+        (3, 64, 25, 2),
+        64,
+        16,
+        "no official STC-Net code; input and batch of Jho-Yonsei/HD-GCN "
+        "config/nturgbd-cross-subject/joint_com_21.yaml",
+    ),
     "mpgcn": (
         "volleyball",
         (4, 4, 20, 216, 1),  # [I (J, V, B, M branches), C, T, V, M]

@@ -277,7 +277,8 @@ def dilated_adjacency(
 
     Args:
         layout: a layout or its registered name.
-        dilations: hop distances, each ``>= 1``.
+        dilations: hop distances, each ``>= 1`` and at most the layout's diameter (the largest
+            hop distance between two of its joints): a larger one would link no joint pair.
         strategy: ``"uniform"``, ``"distance"`` or ``"spatial"``.
         normalization: as in :func:`build_adjacency` (default ``"column"``).
         dtype, device: of the returned tensor.
@@ -286,8 +287,16 @@ def dilated_adjacency(
         raise TypeError(f"dilations must be a non-empty sequence of ints, got {dilations!r}")
     if strategy not in _STGCN_STRATEGIES:
         raise ValueError(f"strategy must be one of {_STGCN_STRATEGIES}, got {strategy!r}")
+    layout = get_layout(layout)
+    hops = hop_distance(layout)
+    diameter = int(hops[torch.isfinite(hops)].max())
     for i, d in enumerate(dilations):
         check_int(d, f"dilations[{i}]", 1)
+        if d > diameter:
+            raise ValueError(
+                f"dilations[{i}]={d} exceeds the diameter of layout {layout.name!r} "
+                f"({diameter} hops): no two of its joints are {d} hops apart"
+            )
     return torch.stack(
         [
             build_adjacency(

@@ -3,7 +3,7 @@
 Build one with :func:`create`, e.g. ``skelops.models.create("stgcn", preset="ntu60")``.
 """
 
-from . import ensemble1d, hdgcn, mans, mpgcn, stgcn  # noqa: F401  (importing registers a model)
+from . import ensemble1d, hdgcn, mans, mpgcn, stcnet, stgcn  # noqa: F401  (importing registers)
 from .mpgcn import MPGCN
 from .registry import (
     Preset,
@@ -14,10 +14,12 @@ from .registry import (
     list_presets,
     register_model,
 )
+from .stcnet import STCNet
 
 __all__ = [
     "MPGCN",
     "Preset",
+    "STCNet",
     "count_parameters",
     "create",
     "get_preset",

@@ -63,12 +63,13 @@ __all__ = ["HDGCN", "HDGCNEnsemble", "ensemble_scores", "load_official_state_dic
 _LAYOUT = "ntu_pyskl"  # HD-GCN's groups follow pyskl's hand edges (22, 23 one hop from 8)
 _EDGE_NEIGHBOURS = 5  # EdgeConv k inside the HD-Graph convolution
 _AHA_NEIGHBOURS = 3  # EdgeConv k over hierarchy levels inside A-HA
-_STAGES = (  # (out_channels in units of base_channels, temporal stride) of units 1..10
+STAGES = (  # (out_channels in units of base_channels, temporal stride) of units 1..10
     (1, 1), (1, 1), (1, 1), (1, 1), (2, 2), (2, 1), (2, 1), (4, 2), (4, 1), (4, 1),
 )  # fmt: skip
 
 
-def _init_conv(conv: nn.Conv2d) -> None:
+def init_conv(conv: nn.Conv2d) -> None:
+    """HD-GCN's (CTR-GCN's) 1x1 convolution initialisation: Kaiming normal, fan-out, bias 0."""
     nn.init.kaiming_normal_(conv.weight, mode="fan_out")
     if conv.bias is not None:
         nn.init.zeros_(conv.bias)
@@ -81,7 +82,8 @@ def _init_stacked_conv(conv: nn.Conv2d, out_per_level: int) -> None:
         nn.init.zeros_(conv.bias)
 
 
-def _init_bn(bn: nn.modules.batchnorm._BatchNorm, scale: float) -> None:
+def init_bn(bn: nn.modules.batchnorm._BatchNorm, scale: float) -> None:
+    """BatchNorm weight ``scale`` (1e-6 on graph convolutions, 1 elsewhere), bias 0."""
     nn.init.constant_(bn.weight, scale)
     nn.init.zeros_(bn.bias)
 
@@ -107,7 +109,7 @@ class EdgeConv(nn.Module):
         self.bn = nn.BatchNorm2d(channels * groups)
         self.act = nn.LeakyReLU(negative_slope=0.2)
         _init_stacked_conv(self.conv, channels)
-        _init_bn(self.bn, 1.0)
+        init_bn(self.bn, 1.0)
 
     def forward(self, x: Tensor) -> Tensor:
         """x ``[N, G * C, V]`` -> ``[N, G * C, V]``."""
@@ -151,8 +153,8 @@ class HierarchyAggregation(nn.Module):
         )
         self.edge = EdgeConv(inter, _AHA_NEIGHBOURS)
         self.aggregate = nn.Conv1d(inter, channels, kernel_size=1)
-        _init_conv(self.down[0])
-        _init_bn(self.down[1], 1.0)
+        init_conv(self.down[0])
+        init_bn(self.down[1], 1.0)
 
     def forward(self, x: Tensor) -> Tensor:
         """x ``[N, C, L, T, V]`` -> ``[N, C, T, V]``."""
@@ -220,15 +222,15 @@ class HDGraphConv(nn.Module):
             self.residual = nn.Sequential(
                 nn.Conv2d(in_channels, out_channels, kernel_size=1), nn.BatchNorm2d(out_channels)
             )
-            _init_conv(self.residual[0])
-            _init_bn(self.residual[1], 1.0)
+            init_conv(self.residual[0])
+            init_bn(self.residual[1], 1.0)
         else:
             self.residual = nn.Identity()
         _init_stacked_conv(self.down[0], inter)
-        _init_bn(self.down[1], 1.0)
+        init_bn(self.down[1], 1.0)
         nn.init.normal_(self.weight, 0.0, math.sqrt(2.0 / inter))
-        _init_bn(self.subset_bn, 1.0)
-        _init_bn(self.bn, 1e-6)
+        init_bn(self.subset_bn, 1.0)
+        init_bn(self.bn, 1e-6)
 
     def forward(self, x: Tensor) -> Tensor:
         levels, subsets = self.adjacency.shape[:2]
@@ -266,7 +268,7 @@ def _init_temporal(module: nn.Module) -> None:
     # The official MultiScale_TemporalConv applies its weights_init to every submodule.
     for m in module.modules():
         if isinstance(m, nn.Conv2d):
-            _init_conv(m)
+            init_conv(m)
         elif isinstance(m, nn.BatchNorm2d):
             nn.init.normal_(m.weight, 1.0, 0.02)
             nn.init.zeros_(m.bias)
@@ -360,8 +362,8 @@ class HDGCNUnit(nn.Module):
                 nn.Conv2d(in_channels, out_channels, kernel_size=1, stride=(stride, 1)),
                 nn.BatchNorm2d(out_channels),
             )
-            _init_conv(self.residual[0])
-            _init_bn(self.residual[1], 1.0)
+            init_conv(self.residual[0])
+            init_bn(self.residual[1], 1.0)
 
     def forward(self, x: Tensor) -> Tensor:
         y = self.tcn(self.gcn(x))
@@ -446,10 +448,10 @@ class HDGCN(nn.Module):
         self.num_joints = self.layout.num_joints
         self.num_persons = num_persons
         self.data_bn = nn.BatchNorm1d(num_persons * self.num_joints * in_channels)
-        _init_bn(self.data_bn, 1.0)
+        init_bn(self.data_bn, 1.0)
         units = []
         channels = in_channels
-        for i, (width, stride) in enumerate(_STAGES):
+        for i, (width, stride) in enumerate(STAGES):
             out_channels = width * base_channels
             units.append(
                 HDGCNUnit(

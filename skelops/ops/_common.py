@@ -121,7 +121,9 @@ def available_backends(op: str, device: torch.device) -> tuple[str, ...]:
 @torch.compiler.assume_constant_result
 def _available_backends(op: str, device_type: str) -> tuple[str, ...]:
     names = [d for d in ("cpu", "cuda") if d == device_type and has_compiled_kernel(op, d)]
-    if _triton.supports_device(torch.device(device_type)):
+    if _triton.supports_device(torch.device(device_type)) and hasattr(
+        torch.ops.skelops, f"{op}_triton"
+    ):
         names.append("triton")
     return (*names, "reference")
 

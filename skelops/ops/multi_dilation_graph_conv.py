@@ -174,3 +174,42 @@ register_autograd(
     _setup_context,
 )
 register_autocast("multi_dilation_graph_conv")
+
+
+# --- Triton backend as operators of its own ---------------------------------------------------
+
+
+@torch.library.custom_op("skelops::multi_dilation_graph_conv_triton", mutates_args=())
+def _multi_dilation_graph_conv_triton(
+    x: Tensor, weight: Tensor, adjacency: Tensor, bias: Tensor | None, concat: bool
+) -> Tensor:
+    from ..triton.multi_dilation_graph_conv import multi_dilation_graph_conv_forward
+
+    return multi_dilation_graph_conv_forward(x, weight, adjacency, bias, concat)
+
+
+@torch.library.custom_op("skelops::multi_dilation_graph_conv_triton_backward", mutates_args=())
+def _multi_dilation_graph_conv_triton_backward(
+    grad_out: Tensor,
+    x: Tensor,
+    weight: Tensor,
+    adjacency: Tensor,
+    bias: Tensor | None,
+    concat: bool,
+    output_mask: list[bool],
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    from ..triton.multi_dilation_graph_conv import multi_dilation_graph_conv_backward
+
+    return multi_dilation_graph_conv_backward(
+        grad_out, x, weight, adjacency, bias, concat, output_mask
+    )
+
+
+_multi_dilation_graph_conv_triton.register_fake(_fake_forward)
+_multi_dilation_graph_conv_triton_backward.register_fake(_fake_backward)
+register_autograd(
+    "multi_dilation_graph_conv_triton",
+    _make_backward(torch.ops.skelops.multi_dilation_graph_conv_triton_backward),
+    _setup_context,
+)
+register_autocast("multi_dilation_graph_conv_triton")

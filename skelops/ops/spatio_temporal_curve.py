@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -60,13 +62,25 @@ def spatio_temporal_curve(
     Returns:
         ``[N, C, T, V]``, contiguous, in x's dtype.
 
+    The compiled and Triton backends run ``torch.ops.skelops.spatio_temporal_curve`` (or
+    ``..._triton``), whose other outputs are the per-transition statistics the backward reuses:
+    ``next_joint [N, T - 1, V]`` int32 and ``log_prob``, ``log_normalizer [N, T - 1, V]`` in the
+    accumulation dtype (float32; float64 for float64 inputs); they are not differentiable.
+    Under ``torch.autocast`` the kernels run in the autocast dtype and accumulate in fp32.
+    The CUDA kernels take up to 1024 joints, the Triton ones 128. On the compiled backends a NaN
+    score makes its row's argmax the first NaN (as ``torch.argmax``) and the curves through it
+    NaN.
+
     Raises:
         TypeError / ValueError: on a wrong rank, shape, dtype or device, ``length < 1``,
-            ``T < 2``, a candidate row with no True, or an unavailable backend.
+            ``T < 2``, a non-finite scale, a candidate row with no True, or an unavailable
+            backend.
     """
     key = x if key is None else key
     _check_arguments(x, key, candidates, length)
     s = curve_scale(key.shape[1], scale)
+    if not math.isfinite(s):
+        raise ValueError(f"scale must be finite, got {s}")
     chosen = resolve_backend("spatio_temporal_curve", backend, x.device)
     if chosen == "reference":
         return reference.spatio_temporal_curve(x, length, key, candidates, s)
@@ -79,6 +93,7 @@ def spatio_temporal_curve(
 
 
 def check_length(length: object) -> int:
+    """``length`` as a curve length: an int ``>= 1`` (TypeError / ValueError otherwise)."""
     if isinstance(length, bool) or not isinstance(length, int):
         raise TypeError(f"length must be an int >= 1, got {type(length).__name__} ({length!r})")
     if length < 1:
@@ -86,7 +101,11 @@ def check_length(length: object) -> int:
     return length
 
 
-def _check_arguments(x: Tensor, key: Tensor, candidates: Tensor | None, length: int) -> None:
+def _check_arguments(
+    x: Tensor, key: Tensor, candidates: Tensor | None, length: int, check_values: bool = True
+) -> None:
+    """Ranks, shapes, dtypes, devices and ``length``; with ``check_values`` (not for fake
+    tensors, nor while compiling) also that every candidate row has a True."""
     check_length(length)
     check_tensor("x", x, (4,), "[N, C, T, V]")
     check_tensor("key", key, (4,), "[N, D, T, V]")
@@ -111,7 +130,7 @@ def _check_arguments(x: Tensor, key: Tensor, candidates: Tensor | None, length: 
             )
         if tuple(candidates.shape) != (v, v):
             raise ValueError(f"candidates must be [V, V]=[{v}, {v}], got {tuple(candidates.shape)}")
-        if not torch.compiler.is_compiling() and not bool(candidates.any(1).all()):
+        if check_values and not torch.compiler.is_compiling() and not bool(candidates.any(1).all()):
             empty = (~candidates.any(1)).nonzero().flatten().tolist()
             raise ValueError(
                 f"candidates must give every joint a candidate; rows {empty} are empty"
@@ -124,14 +143,22 @@ def _check_arguments(x: Tensor, key: Tensor, candidates: Tensor | None, length: 
 def _fake_forward(
     x: Tensor, key: Tensor, candidates: Tensor | None, length: int, scale: float
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    _check_arguments(x, key, candidates, length, check_values=False)
     n, _, t, v = x.shape
     transitions = (n, t - 1, v)
+    stats = stats_dtype(x.dtype)
     return (
         x.new_empty(x.shape),
         x.new_empty(transitions, dtype=torch.int32),
-        x.new_empty(transitions, dtype=torch.float32),
-        x.new_empty(transitions, dtype=torch.float32),
+        x.new_empty(transitions, dtype=stats),
+        x.new_empty(transitions, dtype=stats),
     )
+
+
+def stats_dtype(dtype: torch.dtype) -> torch.dtype:
+    """dtype of ``log_prob`` / ``log_normalizer`` for inputs of ``dtype``: the accumulation
+    dtype, float64 for float64 inputs (exact float64 gradients) and float32 otherwise."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
 
 
 def _fake_backward(
@@ -146,6 +173,7 @@ def _fake_backward(
     scale: float,
     output_mask: list[bool],
 ) -> tuple[Tensor, Tensor]:
+    _check_arguments(x, key, candidates, length, check_values=False)
     return fake_gradients(x, output_mask, (x.shape, key.shape))  # type: ignore[return-value]
 
 
@@ -155,6 +183,8 @@ def _fake_backward(
 def _setup_context(ctx, inputs, output) -> None:
     x, key, candidates, length, scale = inputs
     _, next_joint, log_prob, log_normalizer = output
+    # The backward op takes no gradient for the statistics: say so rather than drop one.
+    ctx.mark_non_differentiable(next_joint, log_prob, log_normalizer)
     ctx.save_for_backward(x, key, candidates, next_joint, log_prob, log_normalizer)
     ctx.length, ctx.scale = length, scale
     ctx.output_mask = list(ctx.needs_input_grad[:2])
@@ -189,3 +219,49 @@ register_autograd(
     _setup_context,
 )
 register_autocast("spatio_temporal_curve")
+
+
+# --- Triton backend as operators of its own ---------------------------------------------------
+
+
+@torch.library.custom_op("skelops::spatio_temporal_curve_triton", mutates_args=())
+def _spatio_temporal_curve_triton(
+    x: Tensor, key: Tensor, candidates: Tensor | None, length: int, scale: float
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    from ..triton.spatio_temporal_curve import spatio_temporal_curve_forward
+
+    # Direct calls get the wrapper's checks (on a GPU the candidate-row check synchronises).
+    _check_arguments(x, key, candidates, length)
+    return spatio_temporal_curve_forward(x, key, candidates, length, scale)
+
+
+@torch.library.custom_op("skelops::spatio_temporal_curve_triton_backward", mutates_args=())
+def _spatio_temporal_curve_triton_backward(
+    grad_out: Tensor,
+    x: Tensor,
+    key: Tensor,
+    candidates: Tensor | None,
+    next_joint: Tensor,
+    log_prob: Tensor,
+    log_normalizer: Tensor,
+    length: int,
+    scale: float,
+    output_mask: list[bool],
+) -> tuple[Tensor, Tensor]:
+    from ..triton.spatio_temporal_curve import spatio_temporal_curve_backward
+
+    _check_arguments(x, key, candidates, length, check_values=False)
+    return spatio_temporal_curve_backward(
+        grad_out, x, key, candidates, next_joint, log_prob, log_normalizer, length, scale,
+        output_mask,
+    )  # fmt: skip
+
+
+_spatio_temporal_curve_triton.register_fake(_fake_forward)
+_spatio_temporal_curve_triton_backward.register_fake(_fake_backward)
+register_autograd(
+    "spatio_temporal_curve_triton",
+    _make_backward(torch.ops.skelops.spatio_temporal_curve_triton_backward),
+    _setup_context,
+)
+register_autocast("spatio_temporal_curve_triton")
