@@ -102,6 +102,7 @@ void forward_impl(const Problem& p, const at::Tensor& x, const at::Tensor& weigh
   const int64_t V = p.V;
 
   at::parallel_for(0, p.N * tiles_per_sample, 1, [&](int64_t begin, int64_t end) {
+    const SequentialBlas sequential;
     Scratch<acc_t> xs(p.C_in * tb * V), z(mid * tb * V), ys(p.C_out * tb * V);
     for (int64_t task = begin; task < end; ++task) {
       const int64_t n = task / tiles_per_sample;
@@ -168,6 +169,7 @@ void backward_impl(const Problem& p, const at::Tensor& grad_out, const at::Tenso
   const acc_t* wkc = ops.weight_kc.template data_ptr<acc_t>();
 
   at::parallel_for(0, num_chunks, 1, [&](int64_t chunk_begin, int64_t chunk_end) {
+    const SequentialBlas sequential;
     Scratch<acc_t> gs(p.C_out * tb * V), xs(p.C_in * tb * V), g(KC * tb * V),
         gxs(need_gx ? p.C_in * tb * V : 0);
     for (int64_t chunk = chunk_begin; chunk < chunk_end; ++chunk) {

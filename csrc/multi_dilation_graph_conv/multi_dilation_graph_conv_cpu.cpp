@@ -125,6 +125,7 @@ void concat_forward_impl(const Problem& p, const at::Tensor& x, const at::Tensor
   const acc_t* bias_p = Operands<acc_t>::data(ops.bias);
 
   at::parallel_for(0, p.N * tiles_per_sample, 1, [&](int64_t begin, int64_t end) {
+    const SequentialBlas sequential;
     Scratch<acc_t> xs(p.C_in * tb * V), z(mid * tb * V), ys(p.C_out * tb * out_row);
     for (int64_t task = begin; task < end; ++task) {
       const int64_t n = task / tiles_per_sample;
@@ -195,6 +196,7 @@ void concat_backward_impl(const Problem& p, const at::Tensor& grad_out, const at
   scalar_t* gxp = need_gx ? grad_x.data_ptr<scalar_t>() : nullptr;
 
   at::parallel_for(0, num_chunks, 1, [&](int64_t chunk_begin, int64_t chunk_end) {
+    const SequentialBlas sequential;
     Scratch<acc_t> gs(p.D * p.C_out * tb * V), xs(p.C_in * tb * V), m(mid * tb * V),
         gxs(need_gx ? p.C_in * tb * V : 0);
     for (int64_t chunk = chunk_begin; chunk < chunk_end; ++chunk) {

@@ -172,6 +172,7 @@ void forward_impl(const Problem& p, const at::Tensor& x, const at::Tensor& weigh
       ops.bias_map.defined() ? ops.bias_map.template const_data_ptr<acc_t>() : nullptr;
 
   at::parallel_for(0, p.N * tiles_per_sample, 1, [&](int64_t begin, int64_t end) {
+    const SequentialBlas sequential;
     Scratch<acc_t> xs(tb * V * p.C_in), U(tb * V * FC), ys(tb * V * p.C_out),
         yk(tb * V * p.C_out);
     for (int64_t task = begin; task < end; ++task) {
@@ -275,6 +276,7 @@ void backward_impl(const Problem& p, const at::Tensor& grad_out, const at::Tenso
   const acc_t* w_full = F > 0 ? ops.weight_full.template const_data_ptr<acc_t>() : nullptr;
 
   at::parallel_for(0, num_chunks, 1, [&](int64_t chunk_begin, int64_t chunk_end) {
+    const SequentialBlas sequential;
     Scratch<acc_t> gs(tb * V * p.C_out), gk(tb * V * p.C_out), xs(tb * V * p.C_in),
         H(tb * V * FC), U(tb * V * FC), gxs(need_gx ? tb * V * p.C_in : 0);
     for (int64_t chunk = chunk_begin; chunk < chunk_end; ++chunk) {

@@ -61,28 +61,6 @@ using namespace skelops::cpu;
 // at V = 25), so the rings of L + 1 frames stay in L1.
 constexpr int64_t kChannelBlock = 16;
 
-// MKL's thread count for the calling thread only (libtorch_cpu exports MKL's Fortran entry
-// points; weak, so a torch without MKL still loads skelops).
-extern "C" int mkl_set_num_threads_local_(const int* threads) __attribute__((weak));
-
-// Keeps BLAS on the calling thread while in scope. The GEMMs here are tiny and already run
-// inside at::parallel_for: letting MKL thread them as well oversubscribed the cores (two threads
-// made the transition pass 1.4x slower than one; with this guard, 2x faster).
-struct SequentialBlas {
-  int previous = -1;
-  SequentialBlas() {
-    if (mkl_set_num_threads_local_ != nullptr) {
-      const int one = 1;
-      previous = mkl_set_num_threads_local_(&one);
-    }
-  }
-  ~SequentialBlas() {
-    if (previous >= 0) mkl_set_num_threads_local_(&previous);  // 0: the global setting again
-  }
-  SequentialBlas(const SequentialBlas&) = delete;
-  SequentialBlas& operator=(const SequentialBlas&) = delete;
-};
-
 // Tasks per parallel_for chunk: at least ~64k multiply-adds, so that small problems run on the
 // calling thread (waking a second one costs more than they take).
 int64_t grain(int64_t work_per_task) {

@@ -350,6 +350,20 @@ def _row(
     return row
 
 
+def _allow_recompiles(limit: int = 256) -> None:
+    """Let every ``torch.compile`` candidate compile for each of its shapes and grad modes.
+
+    Cases build their compiled candidates from closures that share one code object, and dynamo
+    caches per code object: past its recompile limit (8 by default) it would silently run the
+    later cases eagerly under the ``torch.compile`` name.
+    """
+    config = torch._dynamo.config
+    for name in ("recompile_limit", "cache_size_limit"):  # the name changed across torch releases
+        if hasattr(config, name):
+            setattr(config, name, max(getattr(config, name), limit))
+            return
+
+
 def run(
     ops: Sequence[str] | None = None,
     devices: Sequence[str] | None = None,
@@ -369,6 +383,7 @@ def run(
         raise ValueError(f"unknown op benchmark(s) {unknown}; registered: {registered_ops()}")
     if devices is None:
         devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    _allow_recompiles()
     cases = [case for op in ops for device in devices for case in _REGISTRY[op](device)]
     work = sum(len(c.candidates) for c in cases)
     bar = _progress_bar(work, progress)

@@ -25,7 +25,28 @@ void sgemm_(const char* transa, const char* transb, const int* m, const int* n, 
 void dgemm_(const char* transa, const char* transb, const int* m, const int* n, const int* k,
             const double* alpha, const double* a, const int* lda, const double* b, const int* ldb,
             const double* beta, double* c, const int* ldc) __attribute__((weak));
+
+// MKL's thread count for the calling thread only (weak, like the GEMMs).
+int mkl_set_num_threads_local_(const int* threads) __attribute__((weak));
 }
+
+// Keeps BLAS on the calling thread while in scope. skelops' GEMMs are tile-sized and already
+// run inside at::parallel_for: letting MKL thread them as well oversubscribes the cores (on
+// 2 cores the curve op's transition pass ran 1.4x slower with two threads than with one).
+struct SequentialBlas {
+  int previous = -1;
+  SequentialBlas() {
+    if (mkl_set_num_threads_local_ != nullptr) {
+      const int one = 1;
+      previous = mkl_set_num_threads_local_(&one);
+    }
+  }
+  ~SequentialBlas() {
+    if (previous >= 0) mkl_set_num_threads_local_(&previous);  // 0: the global setting again
+  }
+  SequentialBlas(const SequentialBlas&) = delete;
+  SequentialBlas& operator=(const SequentialBlas&) = delete;
+};
 
 template <typename T>
 inline void blas_gemm(const char* ta, const char* tb, const int* m, const int* n, const int* k,
