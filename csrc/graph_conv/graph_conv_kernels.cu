@@ -25,6 +25,7 @@
 
 #include "graph_conv_math.h"
 
+#include <skelops/cuda_launch.cuh>
 #include <skelops/cuda_scalar.cuh>
 
 #include <algorithm>
@@ -42,7 +43,6 @@ constexpr int kThreads = 256;
 // 2 float4 + 4 scalar shared loads); the reductions' threads own 4 x 4 outputs.
 constexpr int kForwardRows = 8;
 constexpr int kMicro = 4;
-constexpr int kSmemDefault = 48 * 1024;  // dynamic shared memory without opt-in
 // Opt-in ceiling: keeps two blocks per SM on sm_90 (227 KB) and one on sm_80 (163 KB).
 constexpr int kSmemBudget = 96 * 1024;
 // Blocks assumed resident per SM in the tile-choice cost model (256 threads, ~100 registers).
@@ -55,19 +55,11 @@ constexpr int kBlocksPerSm = 2;
 __host__ __device__ __forceinline__ int min_int(int a, int b) { return a < b ? a : b; }
 __host__ __device__ __forceinline__ int round_up4(int a) { return (a + 3) / 4 * 4; }
 
-
-
 // Row stride (floats) of a staged [.., joints] tile: a multiple of 4 for float4 loads, and not a
 // multiple of 32, so that rows of different frames read by one warp fall in different banks.
 int padded_row(int joints) {
   const int row = round_up4(joints);
   return row % 32 == 0 ? row + 4 : row;
-}
-
-int pow2_ceil(int64_t a) {
-  int p = 1;
-  while (p < a) p *= 2;
-  return p;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -658,42 +650,8 @@ __global__ void bias_map_kernel(const scalar_t* __restrict__ bias, bool before_a
 }
 
 // ---------------------------------------------------------------------------------------------
-// Host side: device limits, tile choice, launches
+// Host side: tile choice, launches
 // ---------------------------------------------------------------------------------------------
-
-struct DeviceLimits {
-  int sm_count;
-  int64_t smem_budget;  // bytes of dynamic shared memory a block may use
-};
-
-cudaError_t query_device(DeviceLimits* limits) {
-  int device = 0, sm_count = 0, optin = 0;
-  cudaError_t err = cudaGetDevice(&device);
-  if (err != cudaSuccess) return err;
-  err = cudaDeviceGetAttribute(&sm_count, cudaDevAttrMultiProcessorCount, device);
-  if (err != cudaSuccess) return err;
-  err = cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
-  if (err != cudaSuccess) return err;
-  limits->sm_count = std::max(sm_count, 1);
-  limits->smem_budget = std::min<int64_t>(kSmemBudget, std::max(optin, kSmemDefault));
-  return cudaSuccess;
-}
-
-// Launches a tiled kernel on `blocks` blocks of kThreads threads with `smem_floats` floats of
-// dynamic shared memory; above 48 KB that needs an explicit opt-in, per kernel and device.
-template <typename... Params, typename... Args>
-cudaError_t launch_tiled(void (*kernel)(Params...), int64_t blocks, int64_t smem_floats,
-                         cudaStream_t stream, const Args&... args) {
-  if (blocks > INT_MAX) return cudaErrorInvalidConfiguration;
-  const size_t smem_bytes = sizeof(float) * static_cast<size_t>(smem_floats);
-  if (smem_bytes > kSmemDefault) {
-    const cudaError_t err = cudaFuncSetAttribute(
-        kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem_bytes));
-    if (err != cudaSuccess) return err;
-  }
-  kernel<<<static_cast<unsigned>(blocks), kThreads, smem_bytes, stream>>>(args...);
-  return cudaGetLastError();
-}
 
 int grid_size_1d(int64_t count) {
   return static_cast<int>(std::clamp<int64_t>(ceil_div(count, kThreads), 1, 4096));
@@ -859,15 +817,16 @@ cudaError_t launch_graph_conv_forward(const scalar_t* x, FrameStrides x_strides,
                                       cudaStream_t stream, Branches branches) {
   if (branches.count < 1) return cudaErrorInvalidValue;
   DeviceLimits dev{};
-  cudaError_t err = query_device(&dev);
+  cudaError_t err = query_device(kSmemBudget, &dev);
   if (err != cudaSuccess) return err;
   ForwardTiling g{};
   if (!choose_forward_tiling(dims, branches.count, dev, &g)) return cudaErrorInvalidConfiguration;
-  return launch_tiled(branches.count > 1 ? forward_kernel<scalar_t, true>
-                                        : forward_kernel<scalar_t, false>,
-                      dims.N * g.t_tiles * g.w_tiles * g.o_tiles, forward_smem_floats(g), stream, x,
-                      x_strides, weight, weight_strides, adjacency, adjacency_strides, bias_map,
-                      bias_map_sample_stride, y, dims, g, branches);
+  const auto kernel =
+      branches.count > 1 ? forward_kernel<scalar_t, true> : forward_kernel<scalar_t, false>;
+  return launch_with_smem(kernel, dims.N * g.t_tiles * g.w_tiles * g.o_tiles, kThreads,
+                          sizeof(float) * forward_smem_floats(g), stream, x, x_strides, weight,
+                          weight_strides, adjacency, adjacency_strides, bias_map,
+                          bias_map_sample_stride, y, dims, g, branches);
 }
 
 template <typename scalar_t>
@@ -881,15 +840,16 @@ cudaError_t launch_graph_conv_weight_grad(const scalar_t* grad_out, FrameStrides
       grad_weight, 0, sizeof(float) * dims.K * dims.C_out * dims.C_in, stream);
   if (err != cudaSuccess) return err;
   DeviceLimits dev{};
-  err = query_device(&dev);
+  err = query_device(kSmemBudget, &dev);
   if (err != cudaSuccess) return err;
   WeightGradTiling g{};
   if (!choose_weight_grad_tiling(dims, dev, &g)) return cudaErrorInvalidConfiguration;
-  return launch_tiled(branches.count > 1 ? weight_grad_kernel<scalar_t, true>
-                                        : weight_grad_kernel<scalar_t, false>,
-                      g.segments * g.o_tiles * g.c_tiles * dims.K,
-                      weight_grad_smem_floats(g), stream, grad_out, grad_out_strides, x,
-                      x_strides, adjacency, adjacency_strides, grad_weight, dims, g, branches);
+  const auto kernel = branches.count > 1 ? weight_grad_kernel<scalar_t, true>
+                                         : weight_grad_kernel<scalar_t, false>;
+  return launch_with_smem(kernel, g.segments * g.o_tiles * g.c_tiles * dims.K, kThreads,
+                          sizeof(float) * weight_grad_smem_floats(g), stream, grad_out,
+                          grad_out_strides, x, x_strides, adjacency, adjacency_strides,
+                          grad_weight, dims, g, branches);
 }
 
 template <typename scalar_t>
@@ -904,17 +864,16 @@ cudaError_t launch_graph_conv_adjacency_grad(const scalar_t* grad_out,
       grad_adjacency, 0, sizeof(float) * groups * dims.K * dims.V * dims.V, stream);
   if (err != cudaSuccess) return err;
   DeviceLimits dev{};
-  err = query_device(&dev);
+  err = query_device(kSmemBudget, &dev);
   if (err != cudaSuccess) return err;
   AdjacencyGradTiling g{};
   if (!choose_adjacency_grad_tiling(dims, per_sample_adjacency, dev, &g)) {
     return cudaErrorInvalidConfiguration;
   }
-  return launch_tiled(adjacency_grad_kernel<scalar_t>,
-                      g.groups * g.segments * g.v_tiles * g.w_tiles * dims.K,
-                      adjacency_grad_smem_floats(g), stream, grad_out, grad_out_strides, x,
-                      x_strides, weight, weight_strides, per_sample_adjacency, grad_adjacency,
-                      dims, g);
+  return launch_with_smem(
+      adjacency_grad_kernel<scalar_t>, g.groups * g.segments * g.v_tiles * g.w_tiles * dims.K,
+      kThreads, sizeof(float) * adjacency_grad_smem_floats(g), stream, grad_out, grad_out_strides,
+      x, x_strides, weight, weight_strides, per_sample_adjacency, grad_adjacency, dims, g);
 }
 
 #define SKELOPS_INSTANTIATE_GRAPH_CONV(scalar_t)                                                  \

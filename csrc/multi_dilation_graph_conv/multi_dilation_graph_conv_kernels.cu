@@ -27,6 +27,7 @@
 
 #include "multi_dilation_graph_conv_math.h"
 
+#include <skelops/cuda_launch.cuh>
 #include <skelops/cuda_scalar.cuh>
 
 #include <algorithm>
@@ -41,7 +42,6 @@ using namespace skelops::cuda;
 
 constexpr int kThreads = 256;
 constexpr int kMicro = 4;
-constexpr int kSmemDefault = 48 * 1024;  // dynamic shared memory without opt-in
 // Opt-in ceiling: keeps two blocks per SM on sm_90 (227 KB) and one on sm_80 (163 KB).
 constexpr int kSmemBudget = 96 * 1024;
 // Blocks assumed resident per SM in the tile-choice cost model.
@@ -234,32 +234,8 @@ __global__ void __launch_bounds__(kThreads)
 }
 
 // ---------------------------------------------------------------------------------------------
-// Host side: device limits, tile choice, launch
+// Host side: tile choice, launch
 // ---------------------------------------------------------------------------------------------
-
-struct DeviceLimits {
-  int sm_count;
-  int64_t smem_budget;  // bytes of dynamic shared memory a block may use
-};
-
-cudaError_t query_device(DeviceLimits* limits) {
-  int device = 0, sm_count = 0, optin = 0;
-  cudaError_t err = cudaGetDevice(&device);
-  if (err != cudaSuccess) return err;
-  err = cudaDeviceGetAttribute(&sm_count, cudaDevAttrMultiProcessorCount, device);
-  if (err != cudaSuccess) return err;
-  err = cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
-  if (err != cudaSuccess) return err;
-  limits->sm_count = std::max(sm_count, 1);
-  limits->smem_budget = std::min<int64_t>(kSmemBudget, std::max(optin, kSmemDefault));
-  return cudaSuccess;
-}
-
-int pow2_ceil(int64_t a) {
-  int p = 1;
-  while (p < a) p *= 2;
-  return p;
-}
 
 // Tile choice by a small cost model (FMA-equivalents per thread-slot, times waves of resident
 // blocks), as graph_conv's: register-GEMM FMAs cost 1 (the aggregation's 1.25: a float4 and
@@ -317,22 +293,6 @@ bool choose_concat_tiling(const Dims& d, const DeviceLimits& dev, ConcatTiling* 
   return best_cost >= 0;
 }
 
-// Launches a tiled kernel on `blocks` blocks of kThreads threads with `smem_floats` floats of
-// dynamic shared memory; above 48 KB that needs an explicit opt-in, per kernel and device.
-template <typename... Params, typename... Args>
-cudaError_t launch_tiled(void (*kernel)(Params...), int64_t blocks, int64_t smem_floats,
-                         cudaStream_t stream, const Args&... args) {
-  if (blocks > INT_MAX) return cudaErrorInvalidConfiguration;
-  const size_t smem_bytes = sizeof(float) * static_cast<size_t>(smem_floats);
-  if (smem_bytes > kSmemDefault) {
-    const cudaError_t err = cudaFuncSetAttribute(
-        kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem_bytes));
-    if (err != cudaSuccess) return err;
-  }
-  kernel<<<static_cast<unsigned>(blocks), kThreads, smem_bytes, stream>>>(args...);
-  return cudaGetLastError();
-}
-
 }  // namespace
 
 template <typename scalar_t>
@@ -342,13 +302,14 @@ cudaError_t launch_concat_forward(const scalar_t* x, FrameStrides x_strides,
                                   DilatedAdjacencyStrides adjacency_strides, const scalar_t* bias,
                                   scalar_t* y, Dims dims, cudaStream_t stream) {
   DeviceLimits dev{};
-  const cudaError_t err = query_device(&dev);
+  const cudaError_t err = query_device(kSmemBudget, &dev);
   if (err != cudaSuccess) return err;
   ConcatTiling g{};
   if (!choose_concat_tiling(dims, dev, &g)) return cudaErrorInvalidConfiguration;
-  return launch_tiled(concat_forward_kernel<scalar_t>, dims.N * g.t_tiles * g.o_tiles,
-                      concat_smem_floats(g, dims.K), stream, x, x_strides, weight, weight_strides,
-                      adjacency, adjacency_strides, bias, y, dims, g);
+  return launch_with_smem(
+      concat_forward_kernel<scalar_t>, dims.N * g.t_tiles * g.o_tiles, kThreads,
+      sizeof(float) * concat_smem_floats(g, dims.K), stream, x, x_strides, weight, weight_strides,
+      adjacency, adjacency_strides, bias, y, dims, g);
 }
 
 #define SKELOPS_INSTANTIATE_MULTI_DILATION(scalar_t)                                            \

@@ -47,6 +47,7 @@
 
 #include "sparse_graph_conv_math.h"
 
+#include <skelops/cuda_launch.cuh>
 #include <skelops/cuda_scalar.cuh>
 
 #include <mma.h>
@@ -70,7 +71,6 @@ constexpr int kThreads = 256;
 constexpr int kWarps = kThreads / 32;
 constexpr int kWarpM = 64;  // rows of a warp's output tile
 constexpr int kWarpN = 32;  // columns of a warp's output tile
-constexpr int kSmemDefault = 48 * 1024;  // dynamic shared memory without opt-in
 // Opt-in ceiling per block: two blocks per SM fit on sm_80 (164 KB) and sm_90 (228 KB).
 constexpr int kSmemBudget = 80 * 1024;
 
@@ -82,7 +82,6 @@ __host__ __device__ __forceinline__ size_t max_size(size_t a, size_t b) { return
 __host__ __device__ __forceinline__ int64_t round_up(int64_t a, int64_t b) {
   return (a + b - 1) / b * b;
 }
-
 
 __device__ __forceinline__ void store4(float* p, float a, float b, float c, float d) {
   *reinterpret_cast<float4*>(p) = make_float4(a, b, c, d);
@@ -779,53 +778,15 @@ __global__ void __launch_bounds__(kThreads, 2)
 }
 
 // ---------------------------------------------------------------------------------------------
-// Host side: device limits, tile choice, launches
+// Host side: tile choice, launches
 // ---------------------------------------------------------------------------------------------
-
-struct DeviceLimits {
-  int sm_count;
-  int major;
-  int64_t smem_budget;  // bytes of dynamic shared memory a block may use
-};
-
-cudaError_t query_device(DeviceLimits* limits) {
-  int device = 0, sm_count = 0, optin = 0, major = 0;
-  cudaError_t err = cudaGetDevice(&device);
-  if (err != cudaSuccess) return err;
-  err = cudaDeviceGetAttribute(&sm_count, cudaDevAttrMultiProcessorCount, device);
-  if (err != cudaSuccess) return err;
-  err = cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
-  if (err != cudaSuccess) return err;
-  err = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device);
-  if (err != cudaSuccess) return err;
-  limits->sm_count = std::max(sm_count, 1);
-  limits->major = major;
-  limits->smem_budget = std::min<int64_t>(kSmemBudget, std::max(optin, kSmemDefault));
-  return cudaSuccess;
-}
 
 template <typename scalar_t>
 cudaError_t prepare(DeviceLimits* dev) {
-  const cudaError_t err = query_device(dev);
+  const cudaError_t err = query_device(kSmemBudget, dev);
   if (err != cudaSuccess) return err;
   if (Ops<scalar_t>::kTensor && dev->major < 8) return cudaErrorNotSupported;
   return cudaSuccess;
-}
-
-// Launches `kernel` on `blocks` blocks of kThreads threads with `smem_bytes` of dynamic shared
-// memory; above 48 KB that needs an explicit opt-in, per kernel and device.
-template <typename... Params, typename... Args>
-cudaError_t launch_tiled(void (*kernel)(Params...), int64_t blocks, size_t smem_bytes,
-                         cudaStream_t stream, const Args&... args) {
-  if (blocks <= 0) return cudaSuccess;
-  if (blocks > INT_MAX) return cudaErrorInvalidConfiguration;
-  if (smem_bytes > static_cast<size_t>(kSmemDefault)) {
-    const cudaError_t err = cudaFuncSetAttribute(
-        kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem_bytes));
-    if (err != cudaSuccess) return err;
-  }
-  kernel<<<static_cast<unsigned>(blocks), kThreads, smem_bytes, stream>>>(args...);
-  return cudaGetLastError();
 }
 
 // Output-channel tile of 64 or 128 rows (the warps split the rest over positions / channels).
@@ -917,9 +878,10 @@ cudaError_t launch_sparse_mix(const scalar_t* in, FrameStrides in_strides, const
   if (err != cudaSuccess) return err;
   MixTiling g{};
   if (!choose_mix_tiling<scalar_t>(dims, dev, &g)) return cudaErrorInvalidConfiguration;
-  return launch_tiled(mix_kernel<scalar_t>, dims.N * g.t_tiles * g.w_tiles * g.m_tiles,
-                      mix_layout<scalar_t>(g, dims.V).total, stream, in, in_strides, weight,
-                      weight_strides, csr, values, bias_map, out, dims, g);
+  return launch_with_smem(
+      mix_kernel<scalar_t>, dims.N * g.t_tiles * g.w_tiles * g.m_tiles, kThreads,
+      mix_layout<scalar_t>(g, dims.V).total, stream, in, in_strides, weight, weight_strides, csr,
+      values, bias_map, out, dims, g);
 }
 
 template <typename scalar_t>
@@ -937,9 +899,10 @@ cudaError_t launch_sparse_weight_grad(const scalar_t* grad_out, FrameStrides gra
   if (!choose_weight_grad_tiling<scalar_t>(dims, csr, dev, &g)) {
     return cudaErrorInvalidConfiguration;
   }
-  return launch_tiled(weight_grad_kernel<scalar_t>, g.segments * g.m_tiles * g.c_tiles,
-                      weight_grad_layout<scalar_t>(g).total, stream, grad_out, grad_out_strides,
-                      x, x_strides, csr, values, grad_weight, dims, g);
+  return launch_with_smem(
+      weight_grad_kernel<scalar_t>, g.segments * g.m_tiles * g.c_tiles, kThreads,
+      weight_grad_layout<scalar_t>(g).total, stream, grad_out, grad_out_strides, x, x_strides, csr,
+      values, grad_weight, dims, g);
 }
 
 template <typename scalar_t>
@@ -958,9 +921,10 @@ cudaError_t launch_sparse_values_grad(const scalar_t* grad_out, FrameStrides gra
   if (!choose_values_grad_tiling<scalar_t>(dims, csr, dev, &g)) {
     return cudaErrorInvalidConfiguration;
   }
-  return launch_tiled(values_grad_kernel<scalar_t>, g.segments * g.c_tiles,
-                      values_grad_layout<scalar_t>(g).total, stream, grad_out, grad_out_strides,
-                      x, x_strides, weight, weight_strides, csr, grad_values, dims, g);
+  return launch_with_smem(
+      values_grad_kernel<scalar_t>, g.segments * g.c_tiles, kThreads,
+      values_grad_layout<scalar_t>(g).total, stream, grad_out, grad_out_strides, x, x_strides,
+      weight, weight_strides, csr, grad_values, dims, g);
 }
 
 #define SKELOPS_INSTANTIATE_SPARSE_GRAPH_CONV(scalar_t)                                         \

@@ -88,6 +88,39 @@ def init_bn(bn: nn.modules.batchnorm._BatchNorm, scale: float) -> None:
     nn.init.zeros_(bn.bias)
 
 
+def unit_residual(
+    in_channels: int, out_channels: int, stride: int, residual: bool
+) -> nn.Module | None:
+    """A unit's residual as HD-GCN builds it: none (``residual=False``, the first unit), the
+    identity, or a strided 1x1 convolution with BatchNorm when the channels or frames change."""
+    if not residual:
+        return None
+    if in_channels == out_channels and stride == 1:
+        return nn.Identity()
+    conv = nn.Conv2d(in_channels, out_channels, kernel_size=1, stride=(stride, 1))
+    bn = nn.BatchNorm2d(out_channels)
+    init_conv(conv)
+    init_bn(bn, 1.0)
+    return nn.Sequential(conv, bn)
+
+
+def classify(
+    x: Tensor, data_bn: nn.BatchNorm1d, units: nn.ModuleList, dropout: nn.Module, fc: nn.Linear
+) -> Tensor:
+    """HD-GCN's forward around its units, x ``[N, C, T, V, M]`` -> scores ``[N, classes]``:
+    the data BatchNorm over ``M * V * C`` channels in ``(m, v, c)`` order, persons folded into
+    the batch, the units, average pooling over frames, joints and persons, dropout, the
+    classifier."""
+    n, c, t, v, m = x.shape
+    x = x.permute(0, 4, 3, 1, 2).reshape(n, m * v * c, t)
+    x = data_bn(x)
+    x = x.reshape(n, m, v, c, t).permute(0, 1, 3, 4, 2).reshape(n * m, c, t, v)
+    for unit in units:
+        x = unit(x)
+    x = x.reshape(n, m, x.shape[1], -1).mean(3).mean(1)
+    return fc(dropout(x))
+
+
 class EdgeConv(nn.Module):
     """DGCNN-style edge convolution over the nodes of ``[N, G * C, V]`` (official ``EdgeConv``).
 
@@ -352,18 +385,7 @@ class HDGCNUnit(nn.Module):
         super().__init__()
         self.gcn = HDGraphConv(in_channels, out_channels, adjacency, groups, attention, backend)
         self.tcn = MultiScaleTemporalConv(out_channels, stride=stride)
-        self.residual: nn.Module | None
-        if not residual:
-            self.residual = None
-        elif in_channels == out_channels and stride == 1:
-            self.residual = nn.Identity()
-        else:
-            self.residual = nn.Sequential(
-                nn.Conv2d(in_channels, out_channels, kernel_size=1, stride=(stride, 1)),
-                nn.BatchNorm2d(out_channels),
-            )
-            init_conv(self.residual[0])
-            init_bn(self.residual[1], 1.0)
+        self.residual = unit_residual(in_channels, out_channels, stride, residual)
 
     def forward(self, x: Tensor) -> Tensor:
         y = self.tcn(self.gcn(x))
@@ -490,14 +512,7 @@ class HDGCN(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """x ``[N, C, T, V, M]`` -> scores ``[N, num_classes]``."""
         self._check_input(x)
-        n, c, t, v, m = x.shape
-        x = x.permute(0, 4, 3, 1, 2).reshape(n, m * v * c, t)  # (m, v, c) channel order
-        x = self.data_bn(x)
-        x = x.reshape(n, m, v, c, t).permute(0, 1, 3, 4, 2).reshape(n * m, c, t, v)
-        for unit in self.units:
-            x = unit(x)
-        x = x.reshape(n, m, x.shape[1], -1).mean(3).mean(1)
-        return self.fc(self.dropout(x))
+        return classify(x, self.data_bn, self.units, self.dropout, self.fc)
 
 
 _BN_KEYS = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")

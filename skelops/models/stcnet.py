@@ -109,7 +109,7 @@ from torch import Tensor, nn
 
 from .. import graphs
 from ..nn import MultiDilationGraphConv, SpatioTemporalCurve
-from .hdgcn import STAGES, MultiScaleTemporalConv, init_bn, init_conv
+from .hdgcn import STAGES, MultiScaleTemporalConv, classify, init_bn, init_conv, unit_residual
 from .registry import Preset, register_model
 
 __all__ = ["STCNet"]
@@ -150,14 +150,7 @@ class DilatedGraphConvBlock(nn.Module):
         nn.init.zeros_(self.conv.bias)
         self.bn = nn.BatchNorm2d(out_channels)
         init_bn(self.bn, _GCN_BN_INIT)
-        if in_channels != out_channels:
-            self.residual = nn.Sequential(
-                nn.Conv2d(in_channels, out_channels, kernel_size=1), nn.BatchNorm2d(out_channels)
-            )
-            init_conv(self.residual[0])
-            init_bn(self.residual[1], 1.0)
-        else:
-            self.residual = nn.Identity()
+        self.residual = unit_residual(in_channels, out_channels, stride=1, residual=True)
 
     def forward(self, x: Tensor) -> Tensor:
         return torch.relu(self.bn(self.conv(x)) + self.residual(x))
@@ -226,18 +219,7 @@ class STCNetUnit(nn.Module):
             else CurveBranch(out_channels, curve_length, candidates, backend)
         )
         self.tcn = MultiScaleTemporalConv(out_channels, stride=stride)
-        self.residual: nn.Module | None
-        if not residual:
-            self.residual = None
-        elif in_channels == out_channels and stride == 1:
-            self.residual = nn.Identity()
-        else:
-            self.residual = nn.Sequential(
-                nn.Conv2d(in_channels, out_channels, kernel_size=1, stride=(stride, 1)),
-                nn.BatchNorm2d(out_channels),
-            )
-            init_conv(self.residual[0])
-            init_bn(self.residual[1], 1.0)
+        self.residual = unit_residual(in_channels, out_channels, stride, residual)
 
     def forward(self, x: Tensor) -> Tensor:
         y = self.tcn(self.curve(self.gcn(x)))
@@ -414,11 +396,4 @@ class STCNet(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """x ``[N, C, T, V, M]`` -> scores ``[N, num_classes]``."""
         self._check_input(x)
-        n, c, t, v, m = x.shape
-        x = x.permute(0, 4, 3, 1, 2).reshape(n, m * v * c, t)  # HD-GCN's (m, v, c) channel order
-        x = self.data_bn(x)
-        x = x.reshape(n, m, v, c, t).permute(0, 1, 3, 4, 2).reshape(n * m, c, t, v)
-        for unit in self.units:
-            x = unit(x)
-        x = x.reshape(n, m, x.shape[1], -1).mean(3).mean(1)
-        return self.fc(self.dropout(x))
+        return classify(x, self.data_bn, self.units, self.dropout, self.fc)

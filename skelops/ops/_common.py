@@ -197,3 +197,28 @@ def register_autograd(
     setup_context: Callable,
 ) -> None:
     torch.library.register_autograd(f"skelops::{op}", backward, setup_context=setup_context)
+
+
+def wanted_gradients(
+    grads: Sequence[torch.Tensor], output_mask: Sequence[bool]
+) -> tuple[torch.Tensor | None, ...]:
+    """A backward op's outputs as autograd wants them: ``None`` where ``output_mask`` is False
+    (the op returned an empty placeholder there)."""
+    return tuple(g if wanted else None for g, wanted in zip(grads, output_mask, strict=True))
+
+
+def register_python_parts(
+    op: str,
+    fake_forward: Callable,
+    fake_backward: Callable,
+    make_backward: Callable[[Callable], Callable],
+    setup_context: Callable,
+) -> None:
+    """Fake kernels of ``skelops::<op>`` and ``skelops::<op>_backward``, autograd (the backward
+    built by ``make_backward`` around the backward operator) and autocast: what every operator,
+    and every Triton operator of its own, registers from Python."""
+    torch.library.register_fake(f"skelops::{op}")(fake_forward)
+    torch.library.register_fake(f"skelops::{op}_backward")(fake_backward)
+    backward_op = getattr(torch.ops.skelops, f"{op}_backward")
+    register_autograd(op, make_backward(backward_op), setup_context)
+    register_autocast(op)

@@ -12,11 +12,11 @@ from ._common import (
     check_same,
     check_tensor,
     fake_gradients,
-    register_autocast,
-    register_autograd,
+    register_python_parts,
     resolve_backend,
     save_x_if_needed,
     saved_x,
+    wanted_gradients,
 )
 from .sparse_graph_conv import SparseForm, sparse_graph_conv
 
@@ -136,19 +136,12 @@ def _make_backward(backward_op):
     def backward(ctx, grad_out):
         x, weight, adjacency, bias = ctx.saved_tensors
         grads = backward_op(grad_out, saved_x(ctx, x), weight, adjacency, bias, ctx.output_mask)
-        return tuple(
-            g if wanted else None for g, wanted in zip(grads, ctx.output_mask, strict=True)
-        )
+        return wanted_gradients(grads, ctx.output_mask)
 
     return backward
 
 
-torch.library.register_fake("skelops::graph_conv")(_fake_forward)
-torch.library.register_fake("skelops::graph_conv_backward")(_fake_backward)
-register_autograd(
-    "graph_conv", _make_backward(torch.ops.skelops.graph_conv_backward), _setup_context
-)
-register_autocast("graph_conv")
+register_python_parts("graph_conv", _fake_forward, _fake_backward, _make_backward, _setup_context)
 
 
 # --- Triton backend as operators of its own ---------------------------------------------------
@@ -175,11 +168,6 @@ def _graph_conv_triton_backward(
     return graph_conv_backward(grad_out, x, weight, adjacency, bias, output_mask)
 
 
-_graph_conv_triton.register_fake(_fake_forward)
-_graph_conv_triton_backward.register_fake(_fake_backward)
-register_autograd(
-    "graph_conv_triton",
-    _make_backward(torch.ops.skelops.graph_conv_triton_backward),
-    _setup_context,
+register_python_parts(
+    "graph_conv_triton", _fake_forward, _fake_backward, _make_backward, _setup_context
 )
-register_autocast("graph_conv_triton")

@@ -12,11 +12,11 @@ from ._common import (
     check_same,
     check_tensor,
     fake_gradients,
-    register_autocast,
-    register_autograd,
+    register_python_parts,
     resolve_backend,
     save_x_if_needed,
     saved_x,
+    wanted_gradients,
 )
 
 __all__ = ["multi_dilation_graph_conv"]
@@ -160,20 +160,14 @@ def _make_backward(backward_op):
         grads = backward_op(
             grad_out, saved_x(ctx, x), weight, adjacency, bias, ctx.concat, ctx.output_mask
         )
-        wanted = ctx.output_mask
-        return (*(g if w else None for g, w in zip(grads, wanted, strict=True)), None)
+        return (*wanted_gradients(grads, ctx.output_mask), None)
 
     return backward
 
 
-torch.library.register_fake("skelops::multi_dilation_graph_conv")(_fake_forward)
-torch.library.register_fake("skelops::multi_dilation_graph_conv_backward")(_fake_backward)
-register_autograd(
-    "multi_dilation_graph_conv",
-    _make_backward(torch.ops.skelops.multi_dilation_graph_conv_backward),
-    _setup_context,
+register_python_parts(
+    "multi_dilation_graph_conv", _fake_forward, _fake_backward, _make_backward, _setup_context
 )
-register_autocast("multi_dilation_graph_conv")
 
 
 # --- Triton backend as operators of its own ---------------------------------------------------
@@ -205,11 +199,10 @@ def _multi_dilation_graph_conv_triton_backward(
     )
 
 
-_multi_dilation_graph_conv_triton.register_fake(_fake_forward)
-_multi_dilation_graph_conv_triton_backward.register_fake(_fake_backward)
-register_autograd(
+register_python_parts(
     "multi_dilation_graph_conv_triton",
-    _make_backward(torch.ops.skelops.multi_dilation_graph_conv_triton_backward),
+    _fake_forward,
+    _fake_backward,
+    _make_backward,
     _setup_context,
 )
-register_autocast("multi_dilation_graph_conv_triton")

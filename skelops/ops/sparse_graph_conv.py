@@ -16,11 +16,11 @@ from ._common import (
     check_same,
     check_tensor,
     fake_gradients,
-    register_autocast,
-    register_autograd,
+    register_python_parts,
     resolve_backend,
     save_x_if_needed,
     saved_x,
+    wanted_gradients,
 )
 
 __all__ = ["sparse_graph_conv"]
@@ -163,22 +163,15 @@ def _make_backward(backward_op):
         x, weight, crow, col, values, bias = ctx.saved_tensors
         x = saved_x(ctx, x)
         grads = backward_op(grad_out, x, weight, crow, col, values, bias, ctx.output_mask)
-        gx, gw, gvalues, gb = (
-            g if wanted else None for g, wanted in zip(grads, ctx.output_mask, strict=True)
-        )
+        gx, gw, gvalues, gb = wanted_gradients(grads, ctx.output_mask)
         return gx, gw, None, None, gvalues, gb
 
     return backward
 
 
-torch.library.register_fake("skelops::sparse_graph_conv")(_fake_forward)
-torch.library.register_fake("skelops::sparse_graph_conv_backward")(_fake_backward)
-register_autograd(
-    "sparse_graph_conv",
-    _make_backward(torch.ops.skelops.sparse_graph_conv_backward),
-    _setup_context,
+register_python_parts(
+    "sparse_graph_conv", _fake_forward, _fake_backward, _make_backward, _setup_context
 )
-register_autocast("sparse_graph_conv")
 
 
 # --- Triton backend as operators of its own ---------------------------------------------------
@@ -228,11 +221,6 @@ def _sparse_graph_conv_triton_backward(
     )
 
 
-_sparse_graph_conv_triton.register_fake(_fake_forward)
-_sparse_graph_conv_triton_backward.register_fake(_fake_backward)
-register_autograd(
-    "sparse_graph_conv_triton",
-    _make_backward(torch.ops.skelops.sparse_graph_conv_triton_backward),
-    _setup_context,
+register_python_parts(
+    "sparse_graph_conv_triton", _fake_forward, _fake_backward, _make_backward, _setup_context
 )
-register_autocast("sparse_graph_conv_triton")

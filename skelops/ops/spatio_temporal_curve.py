@@ -15,9 +15,9 @@ from ._common import (
     check_same,
     check_tensor,
     fake_gradients,
-    register_autocast,
-    register_autograd,
+    register_python_parts,
     resolve_backend,
+    wanted_gradients,
 )
 
 __all__ = ["spatio_temporal_curve"]
@@ -205,20 +205,14 @@ def _make_backward(backward_op):
             ctx.scale,
             ctx.output_mask,
         )
-        wanted = ctx.output_mask
-        return (*(g if w else None for g, w in zip(grads, wanted, strict=True)), None, None, None)
+        return (*wanted_gradients(grads, ctx.output_mask), None, None, None)
 
     return backward
 
 
-torch.library.register_fake("skelops::spatio_temporal_curve")(_fake_forward)
-torch.library.register_fake("skelops::spatio_temporal_curve_backward")(_fake_backward)
-register_autograd(
-    "spatio_temporal_curve",
-    _make_backward(torch.ops.skelops.spatio_temporal_curve_backward),
-    _setup_context,
+register_python_parts(
+    "spatio_temporal_curve", _fake_forward, _fake_backward, _make_backward, _setup_context
 )
-register_autocast("spatio_temporal_curve")
 
 
 # --- Triton backend as operators of its own ---------------------------------------------------
@@ -257,11 +251,6 @@ def _spatio_temporal_curve_triton_backward(
     )  # fmt: skip
 
 
-_spatio_temporal_curve_triton.register_fake(_fake_forward)
-_spatio_temporal_curve_triton_backward.register_fake(_fake_backward)
-register_autograd(
-    "spatio_temporal_curve_triton",
-    _make_backward(torch.ops.skelops.spatio_temporal_curve_triton_backward),
-    _setup_context,
+register_python_parts(
+    "spatio_temporal_curve_triton", _fake_forward, _fake_backward, _make_backward, _setup_context
 )
-register_autocast("spatio_temporal_curve_triton")
