@@ -15,12 +15,13 @@ if not torch.cuda.is_available():
 
 pytest.importorskip("triton")
 
+from skelops.triton import _common  # noqa: E402
 from skelops.triton import graph_conv as gc  # noqa: E402
 
 pytestmark = pytest.mark.triton
 
-DEVICE = "cpu" if gc._INTERPRETED else "cuda"
-FLOAT_DTYPES = [torch.float32] + ([torch.float64] if gc._INTERPRETED else [])
+DEVICE = "cpu" if _common.INTERPRETED else "cuda"
+FLOAT_DTYPES = [torch.float32] + ([torch.float64] if _common.INTERPRETED else [])
 TOLERANCE = {torch.float64: 1e-10, torch.float32: 1e-4, torch.float16: 2e-2, torch.bfloat16: 4e-2}
 
 
@@ -176,9 +177,9 @@ def test_fp32_dot_precision_follows_torch():
     previous = torch.backends.cuda.matmul.allow_tf32
     try:
         torch.backends.cuda.matmul.allow_tf32 = False
-        assert gc._dot_precision(torch.float32) == "ieee"
+        assert _common.dot_precision(torch.float32) == "ieee"
         torch.backends.cuda.matmul.allow_tf32 = True
-        assert gc._dot_precision(torch.float32) == "tf32"
+        assert _common.dot_precision(torch.float32) == "tf32"
     finally:
         torch.backends.cuda.matmul.allow_tf32 = previous
 

@@ -18,12 +18,12 @@ if not torch.cuda.is_available():
 pytest.importorskip("triton")
 
 from skelops import reference  # noqa: E402
-from skelops.triton import graph_conv as gc  # noqa: E402
+from skelops.triton import _common  # noqa: E402
 from skelops.triton import multi_dilation_graph_conv as mdgc  # noqa: E402
 
 pytestmark = pytest.mark.triton
 
-DEVICE = "cpu" if gc._INTERPRETED else "cuda"
+DEVICE = "cpu" if _common.INTERPRETED else "cuda"
 TOLERANCE = {torch.float64: 1e-10, torch.float32: 1e-4, torch.float16: 2e-2, torch.bfloat16: 4e-2}
 
 
@@ -106,7 +106,7 @@ def test_matches_reference_float32(case):
     check(**CASES[case])
 
 
-@pytest.mark.skipif(not gc._INTERPRETED, reason="float64 runs under the interpreter only")
+@pytest.mark.skipif(not _common.INTERPRETED, reason="float64 runs under the interpreter only")
 @pytest.mark.parametrize("concat", [False, True])
 def test_matches_reference_float64(concat):
     check(**{**CASES["odd"], "concat": concat}, dtype=torch.float64)

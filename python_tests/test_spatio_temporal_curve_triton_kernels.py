@@ -16,13 +16,14 @@ if not torch.cuda.is_available():
 pytest.importorskip("triton")
 
 from skelops import reference  # noqa: E402
+from skelops.triton import _common  # noqa: E402
 from skelops.triton import spatio_temporal_curve as stc  # noqa: E402
 
 pytestmark = pytest.mark.triton
 
-DEVICE = "cpu" if stc._INTERPRETED else "cuda"
+DEVICE = "cpu" if _common.INTERPRETED else "cuda"
 DTYPES = [torch.float32, torch.bfloat16, torch.float16] + (
-    [torch.float64] if stc._INTERPRETED else []
+    [torch.float64] if _common.INTERPRETED else []
 )
 TOLERANCE = {torch.float64: 1e-10, torch.float32: 2e-5, torch.float16: 4e-3, torch.bfloat16: 3e-2}
 
@@ -99,7 +100,7 @@ def test_forward_backward_strided_with_candidates(dtype):
     ids=["T2-V1-L1", "L>T-1", "C17-V17-D17"],
 )
 def test_edge_shapes(n, c, t, v, d, length):
-    dtype = torch.float64 if stc._INTERPRETED else torch.float32
+    dtype = torch.float64 if _common.INTERPRETED else torch.float32
     x, key, grad_out = make_inputs(n, c, t, v, d, dtype=dtype, seed=2)
     check_against_reference(x, key, grad_out, None, length, 0.8, dtype)
 
@@ -136,7 +137,7 @@ def test_rejects_what_it_cannot_run():
     with pytest.raises(ValueError, match="V <= 128"):
         big = torch.zeros(1, 1, 2, 129, device=DEVICE)
         stc.spatio_temporal_curve_forward(big, big, None, 1, 1.0)
-    with pytest.raises(TypeError, match="key must match x"):
+    with pytest.raises(TypeError, match="key must have the dtype of x"):
         stc.spatio_temporal_curve_forward(x, key.half(), None, 1, 1.0)
     with pytest.raises(ValueError, match="candidates must be"):
         stc.spatio_temporal_curve_forward(x, key, torch.ones(3, 3, dtype=torch.bool), 1, 1.0)

@@ -178,10 +178,10 @@ register_python_parts(
 
 
 def _check_triton_dtype(x: Tensor) -> None:
-    from ..triton.graph_conv import _supported_dtypes
+    from ..triton._common import supported_dtypes
 
-    if x.dtype not in _supported_dtypes():
-        names = ", ".join(str(d) for d in _supported_dtypes())
+    if x.dtype not in supported_dtypes():
+        names = ", ".join(str(d) for d in supported_dtypes())
         raise TypeError(f"the Triton kernels take x of dtype {names} here, got {x.dtype}")
 
 

@@ -29,32 +29,43 @@ Kernels (all accumulate in fp32, or fp64 for fp64 inputs under the interpreter):
   ``dA[k, v, w] = sum_{n,c,t} x[n, c, t, v] (W_k^T dY)[n, c, t, w]``,
   one program per (k, tile of v, tile of w, split of the rows[, sample when A is per sample]).
 
+The forward and dW kernels also take D branches (``BLOCK_D`` of them per tile, as the CUDA
+kernels' ``Branches``): x's channels then hold D dilation-major groups, each aggregated by its
+own adjacency and summed, which is multi_dilation_graph_conv's concat dx and dW. graph_conv
+launches them with ``BLOCK_D = 1`` and D = 1 (a constant once Triton specialises it), which
+compile the branch offsets away.
+The joint-aggregation and channel-mix loops are :mod:`skelops.triton._common`'s
+``aggregate`` and ``channel_mix``.
+
 Every ``tl.dot`` dimension is at least 16 (the GPU minimum; the interpreter would accept less):
 joints are padded to ``BLOCK_J >= 16`` and channel blocks are at least 16, with masks.
 """
 
 from __future__ import annotations
 
-import contextlib
-from typing import NamedTuple
-
 import torch
 import triton
 import triton.language as tl
 
+from ._common import (
+    Blocks,
+    acc_dtypes,
+    aggregate,
+    channel_mix,
+    check_tensors,
+    clamp_pow2,
+    device_guard,
+    dot_kwargs,
+    dot_precision,
+    interpreter_lacks,
+    joint_tile,
+    joint_warps,
+    next_pow2,
+    split_rows,
+    upcast,
+)
+
 __all__ = ["graph_conv_forward", "graph_conv_backward"]
-
-# A [64, 64] adjacency tile next to the x tile and the accumulator already takes most of the
-# registers (see the note on block sizes); larger graphs loop over 64-joint tiles.
-_MAX_JOINT_TILE = 64
-
-
-def _next_pow2(n: int) -> int:
-    return 1 if n <= 1 else 1 << (n - 1).bit_length()
-
-
-def _clamp_pow2(n: int, lo: int, hi: int) -> int:
-    return max(lo, min(hi, _next_pow2(n)))
 
 
 # --------------------------------------------------------------------------------------------
@@ -65,21 +76,24 @@ def _clamp_pow2(n: int, lo: int, hi: int) -> int:
 @triton.jit
 def _graph_conv_fwd_kernel(
     x_ptr, w_ptr, a_ptr, bias_ptr, y_ptr,
-    C_in, C_out, T, V, K,
+    C_in, C_out, T, V, K, D,
     sx_n, sx_c, sx_t, sx_v,
     sw_k, sw_o, sw_c,
-    sa_n, sa_k, sa_v, sa_w,
+    sa_n, sa_d, sa_k, sa_v, sa_w,
     sb_n, sb_o, sb_w,
     sy_n, sy_o, sy_t, sy_w,
     num_o_blocks, num_w_tiles, num_t_blocks,
     BLOCK_O: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_T: tl.constexpr,
-    BLOCK_J: tl.constexpr, SINGLE_TILE: tl.constexpr, HAS_BIAS: tl.constexpr,
-    PRECISION: tl.constexpr, ACC_DTYPE: tl.constexpr,
+    BLOCK_J: tl.constexpr, BLOCK_D: tl.constexpr, SINGLE_TILE: tl.constexpr,
+    HAS_BIAS: tl.constexpr, PRECISION: tl.constexpr, ACC_DTYPE: tl.constexpr,
 ):  # fmt: skip
-    """y[n, o, t, w] = sum_{k,c,v} W[k, o, c] x[n, c, t, v] A[n|., k, v, w] + bias[n|., o, w].
+    """y[n, o, t, w] = sum_{d,k,c,v} W[k, o, c] x[n, d C_in + c, t, v] A[n|d|., k, v, w]
+    + bias[n|., o, w].
 
-    ``bias_ptr`` is the bias term already folded to ``[N|1, C_out, V]`` (any strides).
-    Output-channel blocks vary fastest so neighbouring programs share the x tile in L2.
+    D = 1 for graph_conv; D > 1 (multi_dilation_graph_conv's concat dx) sums D branches, x's
+    dilation-major channel groups, each aggregated by its own adjacency. ``bias_ptr`` is the bias
+    term already folded to ``[N|1, C_out, V]`` (any strides). Output-channel blocks vary fastest
+    so neighbouring programs share the x tile in L2.
     """
     pid = tl.program_id(0)
     o_block = pid % num_o_blocks
@@ -90,8 +104,7 @@ def _graph_conv_fwd_kernel(
     n = (rest // num_t_blocks).to(tl.int64)
 
     dtype = w_ptr.dtype.element_ty
-    j = tl.arange(0, BLOCK_J)
-    w_idx = w_tile * BLOCK_J + j
+    w_idx = w_tile * BLOCK_J + tl.arange(0, BLOCK_J)
     o_idx = o_block * BLOCK_O + tl.arange(0, BLOCK_O)
     c_off = tl.arange(0, BLOCK_C)
     # Rows of the x tile are (channel, frame) pairs, channel-major, so that the aggregated tile
@@ -113,35 +126,11 @@ def _graph_conv_fwd_kernel(
     for i in range(0, tl.cdiv(C_in, BLOCK_C) * K):
         c0 = (i // K) * BLOCK_C
         k = i % K
-        row_ok = ((c0 + row_c) < C_in) & (row_t < T)
-        x_rows = x_base + (c0 + row_c) * sx_c + row_t * sx_t
-        if SINGLE_TILE:
-            x_tile = tl.load(
-                x_rows[:, None] + j[None, :] * sx_v,
-                mask=row_ok[:, None] & (j[None, :] < V),
-                other=0.0,
-            )
-            a_tile = tl.load(
-                a_base + k * sa_k + j[:, None] * sa_v + w_idx[None, :] * sa_w,
-                mask=(j[:, None] < V) & (w_idx[None, :] < V),
-                other=0.0,
-            )
-            z = tl.dot(x_tile, a_tile, input_precision=PRECISION, out_dtype=ACC_DTYPE)
-        else:
-            z = tl.zeros([BLOCK_C * BLOCK_T, BLOCK_J], dtype=ACC_DTYPE)
-            for v0 in range(0, V, BLOCK_J):
-                v_idx = v0 + j
-                x_tile = tl.load(
-                    x_rows[:, None] + v_idx[None, :] * sx_v,
-                    mask=row_ok[:, None] & (v_idx[None, :] < V),
-                    other=0.0,
-                )
-                a_tile = tl.load(
-                    a_base + k * sa_k + v_idx[:, None] * sa_v + w_idx[None, :] * sa_w,
-                    mask=(v_idx[:, None] < V) & (w_idx[None, :] < V),
-                    other=0.0,
-                )
-                z = tl.dot(x_tile, a_tile, z, input_precision=PRECISION, out_dtype=ACC_DTYPE)
+        z = aggregate(
+            x_base + (c0 + row_c) * sx_c + row_t * sx_t, ((c0 + row_c) < C_in) & (row_t < T),
+            a_base + k * sa_k, w_idx, C_in, V, D, sx_c, sx_v, sa_d, sa_v, sa_w,
+            BLOCK_C * BLOCK_T, BLOCK_J, BLOCK_D, SINGLE_TILE, PRECISION, ACC_DTYPE,
+        )  # fmt: skip
         z = tl.reshape(z.to(dtype), [BLOCK_C, BLOCK_T * BLOCK_J])
         w_tile_k = tl.load(
             w_ptr + k * sw_k + o_idx[:, None] * sw_o + (c0 + c_off)[None, :] * sw_c,
@@ -166,15 +155,18 @@ def _graph_conv_fwd_kernel(
 @triton.jit
 def _graph_conv_dweight_kernel(
     x_ptr, dy_ptr, a_ptr, dw_ptr,
-    C_in, C_out, T, V,
+    C_in, C_out, T, V, D,
     sx_n, sx_c, sx_t, sx_v,
     sd_n, sd_o, sd_t, sd_w,
-    sa_n, sa_k, sa_v, sa_w,
+    sa_n, sa_d, sa_k, sa_v, sa_w,
     num_o_blocks, num_c_blocks, num_t_blocks, K, rows_total, rows_per_split,
     BLOCK_O: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_T: tl.constexpr,
-    BLOCK_J: tl.constexpr, PRECISION: tl.constexpr, ACC_DTYPE: tl.constexpr,
+    BLOCK_J: tl.constexpr, BLOCK_D: tl.constexpr,
+    PRECISION: tl.constexpr, ACC_DTYPE: tl.constexpr,
 ):  # fmt: skip
-    """dW[k, o, c] += sum over this split's (n, frame-block) rows of (dY A_k^T)[n,o,t,v] x[n,c,t,v].
+    """dW[k, o, c] += sum over this split's (n, frame-block) rows of H_k[n, o, t, v] x[n, c, t, v],
+    ``H_k = sum_d dY_d A[n|d|., k]^T`` (D = 1 for graph_conv; D > 1 for the dilation-major
+    channel groups of multi_dilation_graph_conv's concat output).
 
     ``dw_ptr`` is a zeroed contiguous ``[K, C_out, C_in]`` buffer in the accumulation dtype.
     """
@@ -195,7 +187,7 @@ def _graph_conv_dweight_kernel(
     row_o = o_block * BLOCK_O + rows // BLOCK_T
     row_dt = rows % BLOCK_T
     # Rows of the transposed x tile are (frame, joint) pairs, frame-major, matching the columns
-    # of the reshaped dY A_k^T tile.
+    # of the reshaped H_k tile.
     q = tl.arange(0, BLOCK_T * BLOCK_J)
     q_dt = q // BLOCK_J
     q_v = q % BLOCK_J
@@ -211,21 +203,11 @@ def _graph_conv_dweight_kernel(
         a_base = a_ptr + n * sa_n + k * sa_k
         x_base = x_ptr + n * sx_n
         for v0 in range(0, V, BLOCK_J):
-            v_idx = v0 + j
-            p = tl.zeros([BLOCK_O * BLOCK_T, BLOCK_J], dtype=ACC_DTYPE)
-            for w0 in range(0, V, BLOCK_J):
-                w_idx = w0 + j
-                dy_tile = tl.load(
-                    dy_rows[:, None] + w_idx[None, :] * sd_w,
-                    mask=dy_row_ok[:, None] & (w_idx[None, :] < V),
-                    other=0.0,
-                )
-                a_t = tl.load(  # A_k^T tile: [w, v]
-                    a_base + w_idx[:, None] * sa_w + v_idx[None, :] * sa_v,
-                    mask=(w_idx[:, None] < V) & (v_idx[None, :] < V),
-                    other=0.0,
-                )
-                p = tl.dot(dy_tile, a_t, p, input_precision=PRECISION, out_dtype=ACC_DTYPE)
+            # A^T: the target joints w of dY are the aggregated ones, v the kept ones.
+            p = aggregate(
+                dy_rows, dy_row_ok, a_base, v0 + j, C_out, V, D, sd_o, sd_w, sa_d, sa_w, sa_v,
+                BLOCK_O * BLOCK_T, BLOCK_J, BLOCK_D, False, PRECISION, ACC_DTYPE,
+            )  # fmt: skip
             p = tl.reshape(p.to(dtype), [BLOCK_O, BLOCK_T * BLOCK_J])
             x_t = tl.load(  # x^T tile: [(t, v), c]
                 x_base
@@ -277,7 +259,6 @@ def _graph_conv_dadjacency_kernel(
     v_idx = v_tile * BLOCK_J + j
     w_idx = w_tile * BLOCK_J + j
     c_off = tl.arange(0, BLOCK_C)
-    o_off = tl.arange(0, BLOCK_O)
     # Columns of the dY tile are (frame, joint) pairs, frame-major.
     cols = tl.arange(0, BLOCK_T * BLOCK_J)
     col_dt = cols // BLOCK_J
@@ -298,19 +279,10 @@ def _graph_conv_dadjacency_kernel(
         dy_col_ok = (t0 + col_dt < T) & (col_w < V)
         x_base = x_ptr + n * sx_n
         for c0 in range(0, C_in, BLOCK_C):
-            g = tl.zeros([BLOCK_C, BLOCK_T * BLOCK_J], dtype=ACC_DTYPE)
-            for o0 in range(0, C_out, BLOCK_O):
-                w_t = tl.load(  # W_k^T tile: [c, o]
-                    w_ptr + k * sw_k + (c0 + c_off)[:, None] * sw_c + (o0 + o_off)[None, :] * sw_o,
-                    mask=((c0 + c_off)[:, None] < C_in) & ((o0 + o_off)[None, :] < C_out),
-                    other=0.0,
-                )
-                dy_tile = tl.load(
-                    dy_cols[None, :] + (o0 + o_off)[:, None] * sd_o,
-                    mask=dy_col_ok[None, :] & ((o0 + o_off)[:, None] < C_out),
-                    other=0.0,
-                )
-                g = tl.dot(w_t, dy_tile, g, input_precision=PRECISION, out_dtype=ACC_DTYPE)
+            g = channel_mix(  # W_k^T dY: [c, (t, w)]
+                w_ptr + k * sw_k, c0 + c_off, dy_cols, dy_col_ok, C_in, C_out, sw_c, sw_o, sd_o,
+                BLOCK_C, BLOCK_O, BLOCK_T * BLOCK_J, PRECISION, ACC_DTYPE,
+            )  # fmt: skip
             g = tl.reshape(g.to(dtype), [BLOCK_C * BLOCK_T, BLOCK_J])
             x_t = tl.load(  # x^T tile: [v, (c, t)]
                 x_base
@@ -328,85 +300,9 @@ def _graph_conv_dadjacency_kernel(
     tl.atomic_add(da_ptrs, acc, mask=(v_idx[:, None] < V) & (w_idx[None, :] < V), sem="relaxed")
 
 
-# The interpreter replaces @triton.jit functions at decoration time (TRITON_INTERPRET=1 read when
-# this module was imported); its programs run on CPU tensors and accept float64.
-_INTERPRETED = not isinstance(_graph_conv_fwd_kernel, triton.runtime.jit.JITFunction)
-
-
-def _fix_interpreter_scalar_index() -> None:
-    """Make the interpreter's scalars usable as loop bounds again under numpy >= 2.4.
-
-    The interpreter (triton <= 3.6) turns a scalar into a Python int with ``int(array)`` on a
-    1-element array, which numpy 2.4 rejects, so every ``range`` with a runtime bound fails
-    (triton-lang/triton#9171). Re-set ``tensor.__index__`` with ``.item()`` after the
-    interpreter's own patching; only ever applied when interpreting.
-    """
-    from triton.runtime import interpreter
-
-    original = getattr(interpreter, "_patch_lang_tensor", None)
-    if original is None or getattr(original, "_skelops_scalar_index", False):
-        return
-
-    def patch_lang_tensor(tensor, scope):
-        original(tensor, scope)
-        scope.set_attr(tensor, "__index__", lambda self: int(self.handle.data.item()))
-
-    patch_lang_tensor._skelops_scalar_index = True
-    interpreter._patch_lang_tensor = patch_lang_tensor
-
-
-if _INTERPRETED:
-    _fix_interpreter_scalar_index()
-
-
 # --------------------------------------------------------------------------------------------
 # Launch helpers
 # --------------------------------------------------------------------------------------------
-
-
-def _supported_dtypes() -> tuple[torch.dtype, ...]:
-    base = (torch.float32, torch.float16, torch.bfloat16)
-    return base + (torch.float64,) if _INTERPRETED else base
-
-
-def _acc_dtypes(dtype: torch.dtype) -> tuple[torch.dtype, tl.dtype]:
-    if dtype == torch.float64:
-        return torch.float64, tl.float64
-    return torch.float32, tl.float32
-
-
-def _dot_precision(dtype: torch.dtype) -> str:
-    # fp32 follows torch's own matmul policy; 16-bit inputs use tensor cores either way.
-    if dtype == torch.float32 and not torch.backends.cuda.matmul.allow_tf32:
-        return "ieee"
-    if dtype == torch.float64:
-        return "ieee"
-    return "tf32"
-
-
-def _joint_tile(v: int) -> int:
-    return min(max(16, _next_pow2(v)), _MAX_JOINT_TILE)
-
-
-class _Blocks(NamedTuple):
-    """Block sizes of one launch; every tl.dot dimension they produce is >= 16."""
-
-    block_o: int
-    block_c: int
-    block_t: int
-    block_j: int
-    num_warps: int
-    num_stages: int = 1
-
-    def launch_kwargs(self) -> dict[str, int]:
-        return {
-            "BLOCK_O": self.block_o,
-            "BLOCK_C": self.block_c,
-            "BLOCK_T": self.block_t,
-            "BLOCK_J": self.block_j,
-            "num_warps": self.num_warps,
-            "num_stages": self.num_stages,
-        }
 
 
 # Block sizes below were chosen by compiling for sm_90 offline and reading `ptxas -v`: with
@@ -415,59 +311,31 @@ class _Blocks(NamedTuple):
 # ("ieee") path, fell off a cliff into local memory (kilobytes of spills).
 
 
-def _warps(block_t: int, block_j: int) -> int:
-    return 8 if block_t * block_j >= 64 else 4
-
-
-def _aggregate_blocks(c_in: int, c_out: int, t: int, v: int, precision: str) -> _Blocks:
+def _aggregate_blocks(c_in: int, c_out: int, t: int, v: int, precision: str) -> Blocks:
     """Forward / dx: acc [BLOCK_O, BLOCK_T * BLOCK_J] with BLOCK_T * BLOCK_J = 128 where T
     allows (V = 25: 4 frames of 32 padded joints); larger graphs loop over 64-joint tiles."""
-    block_j = _joint_tile(v)
-    block_t = max(1, min(_next_pow2(t), 128 // block_j))
+    block_j = joint_tile(v)
+    block_t = max(1, min(next_pow2(t), 128 // block_j))
     block_c = 16 if (c_in <= 16 or precision == "ieee") else 32
-    block_o = _clamp_pow2(c_out, 16, 64)
+    block_o = clamp_pow2(c_out, 16, 64)
     # Two stages let the flat (channel block, k) loop prefetch its tiles on the tensor-core
     # paths; on the fp32 FMA ("ieee") path they made ptxas spill, so it keeps one.
     num_stages = 1 if precision == "ieee" else 2
-    return _Blocks(block_o, block_c, block_t, block_j, _warps(block_t, block_j), num_stages)
+    warps = joint_warps(block_t, block_j)
+    return Blocks(block_o, block_c, block_t, block_j, warps, num_stages, block_d=1)
 
 
-def _dweight_blocks(c_in: int, c_out: int, t: int, v: int) -> _Blocks:
+def _reduction_blocks(c_in: int, c_out: int, t: int, v: int) -> Blocks:
     """dW: acc [BLOCK_O, BLOCK_C]; per row the dY A_k^T tile is [BLOCK_O * BLOCK_T, BLOCK_J].
+    dA: acc [BLOCK_J, BLOCK_J]; per row the W_k^T dY tile is [BLOCK_C, BLOCK_T * BLOCK_J].
 
-    One stage: the innermost loops (joint tiles) usually run once, nothing to pipeline."""
-    block_j = _joint_tile(v)
-    block_t = max(1, min(_next_pow2(t), 64 // block_j))
-    block_o = _clamp_pow2(c_out, 16, 64)
-    block_c = _clamp_pow2(c_in, 16, 64)
-    return _Blocks(block_o, block_c, block_t, block_j, _warps(block_t, block_j))
-
-
-def _dadjacency_blocks(c_in: int, c_out: int, t: int, v: int) -> _Blocks:
-    """dA: acc [BLOCK_J, BLOCK_J]; per row the W_k^T dY tile is [BLOCK_C, BLOCK_T * BLOCK_J].
-
-    One stage, like dW (the innermost loop runs C_out / BLOCK_O times)."""
-    block_j = _joint_tile(v)
-    block_t = max(1, min(_next_pow2(t), 64 // block_j))
-    block_o = _clamp_pow2(c_out, 16, 64)
-    block_c = _clamp_pow2(c_in, 16, 64)
-    return _Blocks(block_o, block_c, block_t, block_j, _warps(block_t, block_j))
-
-
-def _device_guard(device: torch.device) -> contextlib.AbstractContextManager:
-    # Triton launches on the current CUDA device, which need not be the tensors' device.
-    return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
-
-
-def _interpreter_lacks(dtype: torch.dtype) -> bool:
-    """The interpreter (triton <= 3.6) stores bfloat16 as uint16 and its tl.dot multiplies those
-    raw integers, so bfloat16 runs there in float32 (cast copies; the interpreter is a test tool).
-    On a GPU the kernels run in bfloat16."""
-    return _INTERPRETED and dtype == torch.bfloat16
-
-
-def _upcast(*tensors: torch.Tensor | None) -> list[torch.Tensor | None]:
-    return [None if t is None else t.float() for t in tensors]
+    One stage: the innermost loops (joint tiles for dW, C_out / BLOCK_O for dA) usually run
+    once or a few times, nothing to pipeline."""
+    block_j = joint_tile(v)
+    block_t = max(1, min(next_pow2(t), 64 // block_j))
+    block_o = clamp_pow2(c_out, 16, 64)
+    block_c = clamp_pow2(c_in, 16, 64)
+    return Blocks(block_o, block_c, block_t, block_j, joint_warps(block_t, block_j), block_d=1)
 
 
 def _check_inputs(
@@ -498,25 +366,12 @@ def _check_inputs(
             f"bias must be None, [C_out] = [{c_out}] or [K, C_out] = [{k}, {c_out}]; got shape "
             f"{tuple(bias.shape)}"
         )
-    if x.dtype not in _supported_dtypes():
-        names = ", ".join(str(d) for d in _supported_dtypes())
-        raise TypeError(f"x must have dtype in ({names}); got {x.dtype}")
-    for name, t in (("weight", weight), ("adjacency", adjacency)):
-        if t.dtype != x.dtype:
-            raise TypeError(f"{name} must have the dtype of x ({x.dtype}); got {t.dtype}")
     if bias is not None and not bias.is_floating_point():
         raise TypeError(f"bias must be a floating-point tensor; got {bias.dtype}")
-    tensors = [("weight", weight), ("adjacency", adjacency)]
-    if bias is not None:
-        tensors.append(("bias", bias))
-    for name, t in tensors:
-        if t.device != x.device:
-            raise ValueError(f"{name} must be on the device of x ({x.device}); got {t.device}")
-    if x.device.type != "cuda" and not _INTERPRETED:
-        raise ValueError(
-            f"the Triton graph_conv kernels need CUDA tensors (or TRITON_INTERPRET=1 set before "
-            f"triton is imported); got x on {x.device}"
-        )
+    check_tensors("graph_conv", x, weight=weight, adjacency=adjacency)
+    if bias is not None and bias.device != x.device:
+        # The bias may have its own floating dtype (it is folded in the accumulation dtype).
+        raise ValueError(f"bias must be on the device of x ({x.device}); got {bias.device}")
     return adjacency.dim() == 4
 
 
@@ -537,18 +392,44 @@ def _bias_term(bias: torch.Tensor, adjacency: torch.Tensor, acc_dtype: torch.dty
     return torch.einsum("ko,kw->ow", bias, colsum)[None]
 
 
-def _launch_aggregate(
+def _adjacency_strides(adjacency: torch.Tensor, branched: bool) -> tuple[int, ...]:
+    """(sa_n, sa_d, sa_k, sa_v, sa_w) of a [K, V, V], per-sample [N, K, V, V] or, ``branched``,
+    [D, K, V, V] adjacency; the strides of the axes it lacks are 0."""
+    sa = adjacency.stride()
+    if adjacency.dim() == 3:
+        return (0, 0, *sa)
+    return (0, *sa) if branched else (sa[0], 0, *sa[1:])
+
+
+def launch_aggregate(
     x: torch.Tensor,
     weight: torch.Tensor,
     adjacency: torch.Tensor,
     bias_term: torch.Tensor | None,
+    *,
+    branched: bool = False,
+    blocks: Blocks | None = None,
 ) -> torch.Tensor:
-    """y[n,o,t,w] = sum_{k,c,v} weight[k,o,c] x[n,c,t,v] adjacency[n|.,k,v,w] + bias_term[n|.,o,w].
+    """y[n,o,t,w] = sum_{d,k,c,v} weight[k,o,c] x[n,d C+c,t,v] adjacency[n|d|.,k,v,w] + bias_term.
 
-    All arguments may be arbitrary strided views (dx passes transposed views of W and A).
+    Runs ``_graph_conv_fwd_kernel``: graph_conv's forward and dx, and with ``branched``
+    multi_dilation_graph_conv's concat dx (the CUDA side's ``Branches``).
+
+    Args:
+        x: ``[N, D * C, T, V]`` with ``C = weight.shape[2]`` (D = 1 unless ``branched``).
+        weight: ``[K, C_out, C]``.
+        adjacency: ``[K, V, V]``, per sample ``[N, K, V, V]``, or with ``branched`` one per
+            branch, ``[D, K, V, V]``.
+        bias_term: None or ``[N|1, C_out, V]`` in the accumulation dtype.
+        branched: whether adjacency's leading axis holds the branches of x's channels.
+        blocks: block sizes (``block_d`` set); graph_conv's own by default.
+
+    All tensors may be arbitrary strided views (dx passes transposed views of W and A).
+    Returns a contiguous ``[N, C_out, T, V]`` tensor in x's dtype.
     """
-    n, c_in, t, v = x.shape
-    k, c_out, _ = weight.shape
+    n, _, t, v = x.shape
+    k, c_out, c_in = weight.shape
+    d = adjacency.shape[0] if branched else 1
     y = torch.empty((n, c_out, t, v), device=x.device, dtype=x.dtype)
     if y.numel() == 0:
         return y
@@ -558,16 +439,11 @@ def _launch_aggregate(
             y += bias_term[:, :, None, :].to(y.dtype)
         return y
 
-    _, acc_tl = _acc_dtypes(x.dtype)
-    precision = _dot_precision(x.dtype)
-    blocks = _aggregate_blocks(c_in, c_out, t, v, precision)
+    if blocks is None:
+        blocks = _aggregate_blocks(c_in, c_out, t, v, dot_precision(x.dtype))
     num_w_tiles = triton.cdiv(v, blocks.block_j)
     num_o_blocks = triton.cdiv(c_out, blocks.block_o)
     num_t_blocks = triton.cdiv(t, blocks.block_t)
-
-    per_sample = adjacency.dim() == 4
-    sa = adjacency.stride()
-    sa_n, sa_k, sa_v, sa_w = sa if per_sample else (0, *sa)
     if bias_term is not None:
         bias_arg = bias_term
         sb = bias_term.stride()
@@ -577,68 +453,67 @@ def _launch_aggregate(
         bias_arg, sb_n, sb_o, sb_w = y, 0, 0, 0
 
     grid = (n * num_t_blocks * num_w_tiles * num_o_blocks,)
-    with _device_guard(x.device):
+    with device_guard(x.device):
         _graph_conv_fwd_kernel[grid](
             x, weight, adjacency, bias_arg, y,
-            c_in, c_out, t, v, k,
+            c_in, c_out, t, v, k, d,
             *x.stride(),
             *weight.stride(),
-            sa_n, sa_k, sa_v, sa_w,
+            *_adjacency_strides(adjacency, branched),
             sb_n, sb_o, sb_w,
             *y.stride(),
             num_o_blocks, num_w_tiles, num_t_blocks,
-            SINGLE_TILE=num_w_tiles == 1, HAS_BIAS=bias_term is not None,
-            PRECISION=precision, ACC_DTYPE=acc_tl,
+            # The loop-free path is for one branch of one joint tile (graph_conv's flat loop,
+            # pipelined in two stages); branched, it took more registers than the loops (sm_90).
+            SINGLE_TILE=num_w_tiles == 1 and d == 1,
+            HAS_BIAS=bias_term is not None,
+            **dot_kwargs(x.dtype),
             **blocks.launch_kwargs(),
         )  # fmt: skip
     return y
 
 
-def _split_rows(rows: int, base_programs: int, device: torch.device) -> tuple[int, int]:
-    """Split `rows` reduction rows over programs; returns (rows_per_split, num_splits).
-
-    On a GPU: enough splits for about four waves of programs. Under the interpreter programs
-    run one after another, so two splits: enough to exercise the atomics.
-    """
-    if device.type == "cuda" and not _INTERPRETED:
-        sms = torch.cuda.get_device_properties(device).multi_processor_count
-        wanted = triton.cdiv(4 * sms, base_programs)
-    else:
-        wanted = 2
-    wanted = max(1, min(rows, wanted))
-    rows_per_split = triton.cdiv(rows, wanted)
-    return rows_per_split, triton.cdiv(rows, rows_per_split)
-
-
-def _launch_dweight(
-    x: torch.Tensor, grad_out: torch.Tensor, adjacency: torch.Tensor, k: int
+def launch_dweight(
+    x: torch.Tensor,
+    grad_out: torch.Tensor,
+    adjacency: torch.Tensor,
+    k: int,
+    *,
+    branched: bool = False,
+    blocks: Blocks | None = None,
 ) -> torch.Tensor:
-    """dW[k, o, c] = sum_{n,t,w} dY[n,o,t,w] (x A_k)[n,c,t,w] as a [K, C_out, C_in] acc buffer."""
+    """dW[k, o, c] = sum_{n,t,v} H_k[n,o,t,v] x[n,c,t,v], ``H_k = sum_d dY_d A[n|d|., k]^T``.
+
+    Runs ``_graph_conv_dweight_kernel``: graph_conv's dW, and with ``branched``
+    multi_dilation_graph_conv's concat dW, ``dY_d`` then being grad_out's d-th group of C_out
+    channels and adjacency ``[D, K, V, V]``.
+
+    Returns a ``[K, C_out, C_in]`` buffer in the accumulation dtype.
+    """
     n, c_in, t, v = x.shape
-    c_out = grad_out.shape[1]
-    acc_torch, acc_tl = _acc_dtypes(x.dtype)
+    d = adjacency.shape[0] if branched else 1
+    c_out = grad_out.shape[1] // d
+    acc_torch, _ = acc_dtypes(x.dtype)
     dw = torch.zeros((k, c_out, c_in), device=x.device, dtype=acc_torch)
-    blocks = _dweight_blocks(c_in, c_out, t, v)
+    if blocks is None:
+        blocks = _reduction_blocks(c_in, c_out, t, v)
     num_o_blocks = triton.cdiv(c_out, blocks.block_o)
     num_c_blocks = triton.cdiv(c_in, blocks.block_c)
     num_t_blocks = triton.cdiv(t, blocks.block_t)
     rows = n * num_t_blocks
     base = k * num_o_blocks * num_c_blocks
-    rows_per_split, num_splits = _split_rows(rows, base, x.device)
+    rows_per_split, num_splits = split_rows(rows, base, x.device)
 
-    per_sample = adjacency.dim() == 4
-    sa = adjacency.stride()
-    sa_n, sa_k, sa_v, sa_w = sa if per_sample else (0, *sa)
     grid = (base * num_splits,)
-    with _device_guard(x.device):
+    with device_guard(x.device):
         _graph_conv_dweight_kernel[grid](
             x, grad_out, adjacency, dw,
-            c_in, c_out, t, v,
+            c_in, c_out, t, v, d,
             *x.stride(),
             *grad_out.stride(),
-            sa_n, sa_k, sa_v, sa_w,
+            *_adjacency_strides(adjacency, branched),
             num_o_blocks, num_c_blocks, num_t_blocks, k, rows, rows_per_split,
-            PRECISION=_dot_precision(x.dtype), ACC_DTYPE=acc_tl,
+            **dot_kwargs(x.dtype),
             **blocks.launch_kwargs(),
         )  # fmt: skip
     return dw
@@ -650,18 +525,18 @@ def _launch_dadjacency(
     """dA[k, v, w] = sum_{n,c,t} x[n,c,t,v] (W_k^T dY)[n,c,t,w] as a [N|1, K, V, V] acc buffer."""
     n, c_in, t, v = x.shape
     k, c_out, _ = weight.shape
-    acc_torch, acc_tl = _acc_dtypes(x.dtype)
+    acc_torch, _ = acc_dtypes(x.dtype)
     groups = n if per_sample else 1
     da = torch.zeros((groups, k, v, v), device=x.device, dtype=acc_torch)
-    blocks = _dadjacency_blocks(c_in, c_out, t, v)
+    blocks = _reduction_blocks(c_in, c_out, t, v)._replace(block_d=None)
     num_j_tiles = triton.cdiv(v, blocks.block_j)
     num_t_blocks = triton.cdiv(t, blocks.block_t)
     rows = (1 if per_sample else n) * num_t_blocks
     base = groups * k * num_j_tiles * num_j_tiles
-    rows_per_split, num_splits = _split_rows(rows, base, x.device)
+    rows_per_split, num_splits = split_rows(rows, base, x.device)
 
     grid = (base * num_splits,)
-    with _device_guard(x.device):
+    with device_guard(x.device):
         _graph_conv_dadjacency_kernel[grid](
             x, grad_out, weight, da,
             c_in, c_out, t, v,
@@ -669,7 +544,7 @@ def _launch_dadjacency(
             *grad_out.stride(),
             *weight.stride(),
             num_j_tiles, num_j_tiles, k, num_splits, num_t_blocks, rows, rows_per_split,
-            PRECISION=_dot_precision(x.dtype), ACC_DTYPE=acc_tl,
+            **dot_kwargs(x.dtype),
             **blocks.launch_kwargs(),
         )  # fmt: skip
     return da
@@ -704,12 +579,12 @@ def graph_conv_forward(
         ``y``: contiguous ``[N, C_out, T, V]`` in the dtype of x (accumulated in fp32).
     """
     _check_inputs(x, weight, adjacency, bias)
-    if _interpreter_lacks(x.dtype):
-        y = graph_conv_forward(*_upcast(x, weight, adjacency, bias))
+    if interpreter_lacks(x.dtype):
+        y = graph_conv_forward(*upcast(x, weight, adjacency, bias))
         return y.to(x.dtype)
-    acc_torch, _ = _acc_dtypes(x.dtype)
+    acc_torch, _ = acc_dtypes(x.dtype)
     bias_term = None if bias is None else _bias_term(bias, adjacency, acc_torch)
-    return _launch_aggregate(x, weight, adjacency, bias_term)
+    return launch_aggregate(x, weight, adjacency, bias_term)
 
 
 def graph_conv_backward(
@@ -756,24 +631,24 @@ def graph_conv_backward(
             f"grad_out must match x in dtype and device ({x.dtype}, {x.device}); got "
             f"({grad_out.dtype}, {grad_out.device})"
         )
-    if _interpreter_lacks(x.dtype):
+    if interpreter_lacks(x.dtype):
         grads = graph_conv_backward(
-            *_upcast(grad_out, x, weight, adjacency, bias), output_mask=output_mask
+            *upcast(grad_out, x, weight, adjacency, bias), output_mask=output_mask
         )
         dtypes = (x.dtype, weight.dtype, adjacency.dtype, x.dtype if bias is None else bias.dtype)
         return tuple(g.to(d if g.numel() else x.dtype) for g, d in zip(grads, dtypes, strict=True))
     want_dx, want_dw, want_da, want_db = (bool(m) for m in output_mask)
     want_db = want_db and bias is not None
-    acc_torch, _ = _acc_dtypes(x.dtype)
+    acc_torch, _ = acc_dtypes(x.dtype)
     has_work = grad_out.numel() > 0 and x.numel() > 0 and weight.numel() > 0
 
     # Distinct empties: outputs of a torch.library custom op must not alias each other.
     dx, dw, da, db = (x.new_empty(0) for _ in range(4))
     if want_dx:
-        dx = _launch_aggregate(grad_out, weight.transpose(1, 2), adjacency.transpose(-1, -2), None)
+        dx = launch_aggregate(grad_out, weight.transpose(1, 2), adjacency.transpose(-1, -2), None)
     if want_dw:
         if has_work:
-            dw = _launch_dweight(x, grad_out, adjacency, k).to(weight.dtype)
+            dw = launch_dweight(x, grad_out, adjacency, k).to(weight.dtype)
         else:
             dw = torch.zeros_like(weight, memory_format=torch.contiguous_format)
 

@@ -12,16 +12,17 @@ carrying source joint ``v`` to target joint ``w`` in subset ``k`` of dilation ``
 The sum reduction is graph convolution with ``A_sum[k] = sum_d A[d, k]``: it runs the
 :mod:`skelops.triton.graph_conv` kernels, and the gradient of ``A_sum`` reaches every dilation.
 
-The concat reduction has kernels of its own, which mix the channels once for all dilations.
-Their tiles index the dilations and target joints together as columns ``(d, w)`` (``BLOCK_D``
-dilations of ``BLOCK_J`` joints), so that one ``tl.dot`` aggregates into every dilation:
+The concat reduction mixes the channels once for all dilations. Its tiles index the dilations
+and target joints together as columns ``(d, w)`` (``BLOCK_D`` dilations of ``BLOCK_J`` joints),
+so that one ``tl.dot`` aggregates into, or reduces over, every dilation:
 
 * ``_concat_fwd_kernel``: per (sample, block of output channels, block of frames, tile of
   target joints, group of dilations): for each k, ``Z_k = W_k @ x`` (``[BLOCK_O, BLOCK_T *
   BLOCK_J]``, reshaped to rows ``(o, t)``), then ``acc[(o, t), (d, w)] += Z_k @ A[:, k]``.
-* ``_concat_dx_kernel``: ``H_k[(o, t), v] = sum_{(d, w)} dY[(o, t), (d, w)] A[d, k, v, w]``
-  (every dilation summed by the dot), then ``dx += W_k^T @ H_k``.
-* ``_concat_dweight_kernel``: ``dW[k, o, c] = sum_{n, t, v} H_k[n, o, t, v] x[n, c, t, v]``.
+* dx and dW run graph_conv's kernels with D branches (as the CUDA side's ``Branches``):
+  ``H_k[(o, t), v] = sum_{(d, w)} dY[(o, t), (d, w)] A[d, k, v, w]`` (every dilation summed by
+  the dot), then ``dx += W_k^T @ H_k`` and ``dW[k, o, c] = sum_{n, t, v} H_k[n, o, t, v]
+  x[n, c, t, v]``.
 * ``_concat_dadjacency_kernel``: ``dA[d, k, v, w] = sum_{n, o, t} Z_k[n, o, t, v]
   dY[n, d * C_out + o, t, w]``, ``Z_k`` recomputed once per row for every dilation.
 
@@ -31,28 +32,26 @@ The reductions (dW, dA) split their rows over programs and add with fp32 atomics
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import torch
 import triton
 import triton.language as tl
 
-from .graph_conv import (
-    _INTERPRETED,
-    _acc_dtypes,
-    _clamp_pow2,
-    _device_guard,
-    _dot_precision,
-    _interpreter_lacks,
-    _joint_tile,
-    _next_pow2,
-    _split_rows,
-    _supported_dtypes,
-    _upcast,
-    _warps,
-    graph_conv_backward,
-    graph_conv_forward,
+from ._common import (
+    Blocks,
+    acc_dtypes,
+    channel_mix,
+    check_tensors,
+    clamp_pow2,
+    device_guard,
+    dot_kwargs,
+    interpreter_lacks,
+    joint_tile,
+    joint_warps,
+    next_pow2,
+    split_rows,
+    upcast,
 )
+from .graph_conv import graph_conv_backward, graph_conv_forward, launch_aggregate, launch_dweight
 
 __all__ = ["multi_dilation_graph_conv_forward", "multi_dilation_graph_conv_backward"]
 
@@ -92,7 +91,6 @@ def _concat_fwd_kernel(
     dtype = w_ptr.dtype.element_ty
     j = tl.arange(0, BLOCK_J)
     o_idx = o_block * BLOCK_O + tl.arange(0, BLOCK_O)
-    c_off = tl.arange(0, BLOCK_C)
     t0 = t_block * BLOCK_T
     # Columns of the mix are (frame, source joint) pairs, frame-major, so that Z reshapes to
     # rows (o, t) x columns v.
@@ -108,23 +106,11 @@ def _concat_fwd_kernel(
     acc = tl.zeros([BLOCK_O * BLOCK_T, BLOCK_D * BLOCK_J], dtype=ACC_DTYPE)
     for k in range(0, K):
         for v0 in range(0, V, BLOCK_J):
-            z = tl.zeros([BLOCK_O, BLOCK_T * BLOCK_J], dtype=ACC_DTYPE)
-            for c0 in range(0, C_in, BLOCK_C):
-                c_idx = c0 + c_off
-                w_tile_k = tl.load(
-                    w_ptr + k * sw_k + o_idx[:, None] * sw_o + c_idx[None, :] * sw_c,
-                    mask=(o_idx[:, None] < C_out) & (c_idx[None, :] < C_in),
-                    other=0.0,
-                )
-                x_tile = tl.load(
-                    x_base
-                    + c_idx[:, None] * sx_c
-                    + q_t[None, :] * sx_t
-                    + (v0 + q_j)[None, :] * sx_v,
-                    mask=(c_idx[:, None] < C_in) & (q_t[None, :] < T) & ((v0 + q_j)[None, :] < V),
-                    other=0.0,
-                )
-                z = tl.dot(w_tile_k, x_tile, z, input_precision=PRECISION, out_dtype=ACC_DTYPE)
+            z = channel_mix(  # W_k x: [o, (t, v)]
+                w_ptr + k * sw_k, o_idx, x_base + q_t * sx_t + (v0 + q_j) * sx_v,
+                (q_t < T) & ((v0 + q_j) < V), C_out, C_in, sw_o, sw_c, sx_c,
+                BLOCK_O, BLOCK_C, BLOCK_T * BLOCK_J, PRECISION, ACC_DTYPE,
+            )  # fmt: skip
             z = tl.reshape(z.to(dtype), [BLOCK_O * BLOCK_T, BLOCK_J])
             a_tile = tl.load(  # [v, (d, w)]
                 a_ptr
@@ -151,175 +137,6 @@ def _concat_fwd_kernel(
         acc += tl.load(bias_ptr + channel, mask=out_ok, other=0.0).to(ACC_DTYPE)
     y_ptrs = y_ptr + n * sy_n + channel * sy_c + row_t[:, None] * sy_t + col_w[None, :] * sy_w
     tl.store(y_ptrs, acc.to(y_ptr.dtype.element_ty), mask=out_ok)
-
-
-@triton.jit
-def _aggregate_gradient(
-    dy_base, a_ptr, k, row_o, row_t, row_ok, v_idx,
-    C_out, V, D,
-    sd_c, sd_t, sd_w,
-    sa_d, sa_k, sa_v, sa_w,
-    BLOCK_OT: tl.constexpr, BLOCK_J: tl.constexpr, BLOCK_D: tl.constexpr,
-    PRECISION: tl.constexpr, ACC_DTYPE: tl.constexpr,
-):  # fmt: skip
-    """H_k[(o, t), v] = sum_{d, w} dY[n, d C_out + o, t, w] A[d, k, v, w] for rows (o, t)."""
-    dw = tl.arange(0, BLOCK_D * BLOCK_J)
-    dd = dw // BLOCK_J
-    wj = dw % BLOCK_J
-    h = tl.zeros([BLOCK_OT, BLOCK_J], dtype=ACC_DTYPE)
-    for d0 in range(0, D, BLOCK_D):
-        for w0 in range(0, V, BLOCK_J):
-            col_d = d0 + dd
-            col_w = w0 + wj
-            col_ok = (col_d < D) & (col_w < V)
-            dy = tl.load(  # [(o, t), (d, w)]
-                dy_base
-                + (col_d[None, :] * C_out + row_o[:, None]) * sd_c
-                + row_t[:, None] * sd_t
-                + col_w[None, :] * sd_w,
-                mask=row_ok[:, None] & col_ok[None, :],
-                other=0.0,
-            )
-            a_t = tl.load(  # [(d, w), v]
-                a_ptr
-                + col_d[:, None] * sa_d
-                + k * sa_k
-                + v_idx[None, :] * sa_v
-                + col_w[:, None] * sa_w,
-                mask=col_ok[:, None] & (v_idx[None, :] < V),
-                other=0.0,
-            )
-            h = tl.dot(dy, a_t, h, input_precision=PRECISION, out_dtype=ACC_DTYPE)
-    return h
-
-
-@triton.jit
-def _concat_dx_kernel(
-    dy_ptr, w_ptr, a_ptr, dx_ptr,
-    C_in, C_out, T, V, K, D,
-    sd_n, sd_c, sd_t, sd_w,
-    sw_k, sw_o, sw_c,
-    sa_d, sa_k, sa_v, sa_w,
-    sx_n, sx_c, sx_t, sx_v,
-    num_c_blocks, num_v_tiles, num_t_blocks,
-    BLOCK_O: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_T: tl.constexpr,
-    BLOCK_J: tl.constexpr, BLOCK_D: tl.constexpr,
-    PRECISION: tl.constexpr, ACC_DTYPE: tl.constexpr,
-):  # fmt: skip
-    """dx[n, c, t, v] = sum_k sum_o W[k, o, c] H_k[n, o, t, v] (H: see _aggregate_gradient)."""
-    pid = tl.program_id(0)
-    c_block = pid % num_c_blocks
-    rest = pid // num_c_blocks
-    v_tile = rest % num_v_tiles
-    rest = rest // num_v_tiles
-    t_block = rest % num_t_blocks
-    n = (rest // num_t_blocks).to(tl.int64)
-
-    dtype = w_ptr.dtype.element_ty
-    t0 = t_block * BLOCK_T
-    v_idx = v_tile * BLOCK_J + tl.arange(0, BLOCK_J)
-    c_idx = c_block * BLOCK_C + tl.arange(0, BLOCK_C)
-    o_off = tl.arange(0, BLOCK_O)
-    rows = tl.arange(0, BLOCK_O * BLOCK_T)
-    row_dt = rows % BLOCK_T
-    row_t = t0 + row_dt
-    dy_base = dy_ptr + n * sd_n
-
-    acc = tl.zeros([BLOCK_C, BLOCK_T * BLOCK_J], dtype=ACC_DTYPE)
-    for k in range(0, K):
-        for o0 in range(0, C_out, BLOCK_O):
-            row_o = o0 + rows // BLOCK_T
-            h = _aggregate_gradient(
-                dy_base, a_ptr, k, row_o, row_t, (row_o < C_out) & (row_t < T), v_idx,
-                C_out, V, D, sd_c, sd_t, sd_w, sa_d, sa_k, sa_v, sa_w,
-                BLOCK_O * BLOCK_T, BLOCK_J, BLOCK_D, PRECISION, ACC_DTYPE,
-            )  # fmt: skip
-            h = tl.reshape(h.to(dtype), [BLOCK_O, BLOCK_T * BLOCK_J])
-            w_t = tl.load(  # W_k^T tile: [c, o]
-                w_ptr + k * sw_k + c_idx[:, None] * sw_c + (o0 + o_off)[None, :] * sw_o,
-                mask=(c_idx[:, None] < C_in) & ((o0 + o_off)[None, :] < C_out),
-                other=0.0,
-            )
-            acc = tl.dot(w_t, h, acc, input_precision=PRECISION, out_dtype=ACC_DTYPE)
-
-    cols = tl.arange(0, BLOCK_T * BLOCK_J)
-    col_t = t0 + cols // BLOCK_J
-    col_v = v_tile * BLOCK_J + cols % BLOCK_J
-    out_ok = (c_idx[:, None] < C_in) & (col_t[None, :] < T) & (col_v[None, :] < V)
-    dx_ptrs = (
-        dx_ptr + n * sx_n + c_idx[:, None] * sx_c + col_t[None, :] * sx_t + col_v[None, :] * sx_v
-    )
-    tl.store(dx_ptrs, acc.to(dx_ptr.dtype.element_ty), mask=out_ok)
-
-
-@triton.jit
-def _concat_dweight_kernel(
-    x_ptr, dy_ptr, a_ptr, dw_ptr,
-    C_in, C_out, T, V, K, D,
-    sx_n, sx_c, sx_t, sx_v,
-    sd_n, sd_c, sd_t, sd_w,
-    sa_d, sa_k, sa_v, sa_w,
-    num_o_blocks, num_c_blocks, num_t_blocks, rows_total, rows_per_split,
-    BLOCK_O: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_T: tl.constexpr,
-    BLOCK_J: tl.constexpr, BLOCK_D: tl.constexpr,
-    PRECISION: tl.constexpr, ACC_DTYPE: tl.constexpr,
-):  # fmt: skip
-    """dW[k, o, c] += sum over this split's (n, frame-block) rows of H_k[n, o, t, v] x[n, c, t, v].
-
-    ``dw_ptr`` is a zeroed contiguous ``[K, C_out, C_in]`` buffer in the accumulation dtype.
-    """
-    pid = tl.program_id(0)
-    o_block = pid % num_o_blocks
-    rest = pid // num_o_blocks
-    c_block = rest % num_c_blocks
-    rest = rest // num_c_blocks
-    k = rest % K
-    split = rest // K
-
-    dtype = x_ptr.dtype.element_ty
-    j = tl.arange(0, BLOCK_J)
-    o_idx = o_block * BLOCK_O + tl.arange(0, BLOCK_O)
-    c_idx = c_block * BLOCK_C + tl.arange(0, BLOCK_C)
-    rows = tl.arange(0, BLOCK_O * BLOCK_T)
-    row_o = o_block * BLOCK_O + rows // BLOCK_T
-    row_dt = rows % BLOCK_T
-    # Rows of the transposed x tile are (frame, joint) pairs, frame-major, matching the
-    # columns of the reshaped H tile.
-    q = tl.arange(0, BLOCK_T * BLOCK_J)
-    q_dt = q // BLOCK_J
-    q_v = q % BLOCK_J
-
-    acc = tl.zeros([BLOCK_O, BLOCK_C], dtype=ACC_DTYPE)
-    row_start = split * rows_per_split
-    row_end = tl.minimum(row_start + rows_per_split, rows_total)
-    for r in range(row_start, row_end):
-        n = (r // num_t_blocks).to(tl.int64)
-        t0 = (r % num_t_blocks) * BLOCK_T
-        row_t = t0 + row_dt
-        for v0 in range(0, V, BLOCK_J):
-            h = _aggregate_gradient(
-                dy_ptr + n * sd_n, a_ptr, k, row_o, row_t, (row_o < C_out) & (row_t < T), v0 + j,
-                C_out, V, D, sd_c, sd_t, sd_w, sa_d, sa_k, sa_v, sa_w,
-                BLOCK_O * BLOCK_T, BLOCK_J, BLOCK_D, PRECISION, ACC_DTYPE,
-            )  # fmt: skip
-            h = tl.reshape(h.to(dtype), [BLOCK_O, BLOCK_T * BLOCK_J])
-            x_t = tl.load(  # x^T tile: [(t, v), c]
-                x_ptr
-                + n * sx_n
-                + (t0 + q_dt)[:, None] * sx_t
-                + (v0 + q_v)[:, None] * sx_v
-                + c_idx[None, :] * sx_c,
-                mask=((t0 + q_dt)[:, None] < T)
-                & ((v0 + q_v)[:, None] < V)
-                & (c_idx[None, :] < C_in),
-                other=0.0,
-            )
-            acc = tl.dot(h, x_t, acc, input_precision=PRECISION, out_dtype=ACC_DTYPE)
-
-    dw_ptrs = dw_ptr + k * C_out * C_in + o_idx[:, None] * C_in + c_idx[None, :]
-    tl.atomic_add(
-        dw_ptrs, acc, mask=(o_idx[:, None] < C_out) & (c_idx[None, :] < C_in), sem="relaxed"
-    )
 
 
 @triton.jit
@@ -350,7 +167,6 @@ def _concat_dadjacency_kernel(
 
     dtype = x_ptr.dtype.element_ty
     v_idx = v_tile * BLOCK_J + tl.arange(0, BLOCK_J)
-    c_off = tl.arange(0, BLOCK_C)
     o_off = tl.arange(0, BLOCK_O)
     q = tl.arange(0, BLOCK_T * BLOCK_J)
     q_dt = q // BLOCK_J
@@ -370,24 +186,11 @@ def _concat_dadjacency_kernel(
         t0 = (r % num_t_blocks) * BLOCK_T
         x_base = x_ptr + n * sx_n
         for o0 in range(0, C_out, BLOCK_O):
-            z = tl.zeros([BLOCK_O, BLOCK_T * BLOCK_J], dtype=ACC_DTYPE)
-            for c0 in range(0, C_in, BLOCK_C):
-                w_tile_k = tl.load(
-                    w_ptr + k * sw_k + (o0 + o_off)[:, None] * sw_o + (c0 + c_off)[None, :] * sw_c,
-                    mask=((o0 + o_off)[:, None] < C_out) & ((c0 + c_off)[None, :] < C_in),
-                    other=0.0,
-                )
-                x_tile = tl.load(
-                    x_base
-                    + (c0 + c_off)[:, None] * sx_c
-                    + (t0 + q_dt)[None, :] * sx_t
-                    + q_v[None, :] * sx_v,
-                    mask=((c0 + c_off)[:, None] < C_in)
-                    & ((t0 + q_dt)[None, :] < T)
-                    & (q_v[None, :] < V),
-                    other=0.0,
-                )
-                z = tl.dot(w_tile_k, x_tile, z, input_precision=PRECISION, out_dtype=ACC_DTYPE)
+            z = channel_mix(  # W_k x: [o, (t, v)]
+                w_ptr + k * sw_k, o0 + o_off, x_base + (t0 + q_dt) * sx_t + q_v * sx_v,
+                ((t0 + q_dt) < T) & (q_v < V), C_out, C_in, sw_o, sw_c, sx_c,
+                BLOCK_O, BLOCK_C, BLOCK_T * BLOCK_J, PRECISION, ACC_DTYPE,
+            )  # fmt: skip
             z_t = tl.trans(tl.reshape(z.to(dtype), [BLOCK_O * BLOCK_T, BLOCK_J]))  # [v, (o, t)]
             row_o = o0 + rows // BLOCK_T
             row_t = t0 + row_dt
@@ -417,37 +220,16 @@ def _concat_dadjacency_kernel(
 _MAX_DILATION_COLUMNS = 128
 
 
-class _Blocks(NamedTuple):
-    """Block sizes of one launch; every tl.dot dimension they produce is >= 16."""
-
-    block_o: int
-    block_c: int
-    block_t: int
-    block_j: int
-    block_d: int
-    num_warps: int
-
-    def launch_kwargs(self) -> dict[str, int]:
-        return {
-            "BLOCK_O": self.block_o,
-            "BLOCK_C": self.block_c,
-            "BLOCK_T": self.block_t,
-            "BLOCK_J": self.block_j,
-            "BLOCK_D": self.block_d,
-            "num_warps": self.num_warps,
-            "num_stages": 1,
-        }
-
-
-def _blocks(c_in: int, c_out: int, t: int, v: int, d: int, max_o: int) -> _Blocks:
+def _blocks(c_in: int, c_out: int, t: int, v: int, d: int) -> Blocks:
     """Tiles [(o, t), (d, w)] of at most 64 x 128 (V = 25, D = 2: 32 channels x 2 frames by
     2 dilations x 32 joints), channel blocks of 16-32."""
-    block_j = _joint_tile(v)
-    block_d = max(1, min(_next_pow2(d), _MAX_DILATION_COLUMNS // block_j))
-    block_t = max(1, min(_next_pow2(t), 64 // block_j))
-    block_o = _clamp_pow2(c_out, 16, max_o)
-    block_c = _clamp_pow2(c_in, 16, 32)
-    return _Blocks(block_o, block_c, block_t, block_j, block_d, _warps(block_t, block_j))
+    block_j = joint_tile(v)
+    block_d = max(1, min(next_pow2(d), _MAX_DILATION_COLUMNS // block_j))
+    block_t = max(1, min(next_pow2(t), 64 // block_j))
+    block_o = clamp_pow2(c_out, 16, 32)
+    block_c = clamp_pow2(c_in, 16, 32)
+    warps = joint_warps(block_t, block_j)
+    return Blocks(block_o, block_c, block_t, block_j, warps, block_d=block_d)
 
 
 def _check_inputs(
@@ -473,42 +255,29 @@ def _check_inputs(
     expected_bias = (d * c_out,) if concat else (c_out,)
     if bias is not None and tuple(bias.shape) != expected_bias:
         raise ValueError(f"bias must be None or {list(expected_bias)}; got {tuple(bias.shape)}")
-    if x.dtype not in _supported_dtypes():
-        names = ", ".join(str(t) for t in _supported_dtypes())
-        raise TypeError(f"x must have dtype in ({names}); got {x.dtype}")
-    for name, t in (("weight", weight), ("adjacency", adjacency), ("bias", bias)):
-        if t is not None and (t.dtype != x.dtype or t.device != x.device):
-            raise TypeError(
-                f"{name} must have the dtype and device of x ({x.dtype}, {x.device}); got "
-                f"({t.dtype}, {t.device})"
-            )
-    if x.device.type != "cuda" and not _INTERPRETED:
-        raise ValueError(
-            "the Triton multi_dilation_graph_conv kernels need CUDA tensors (or "
-            f"TRITON_INTERPRET=1 set before triton is imported); got x on {x.device}"
-        )
+    check_tensors("multi_dilation_graph_conv", x, weight=weight, adjacency=adjacency, bias=bias)
 
 
 def _summed_adjacency(adjacency: torch.Tensor) -> torch.Tensor:
-    acc_torch, _ = _acc_dtypes(adjacency.dtype)
+    acc_torch, _ = acc_dtypes(adjacency.dtype)
     return adjacency.sum(dim=0, dtype=acc_torch).to(adjacency.dtype)
 
 
 def _launch_forward(
     x: torch.Tensor, weight: torch.Tensor, adjacency: torch.Tensor, bias: torch.Tensor | None
 ) -> torch.Tensor:
+    """The concat forward: ``[N, D * C_out, T, V]`` in x's dtype."""
     n, c_in, t, v = x.shape
     k, c_out, _ = weight.shape
     d = adjacency.shape[0]
     y = torch.empty((n, d * c_out, t, v), device=x.device, dtype=x.dtype)
-    _, acc_tl = _acc_dtypes(x.dtype)
-    blocks = _blocks(c_in, c_out, t, v, d, max_o=32)
+    blocks = _blocks(c_in, c_out, t, v, d)
     num_o_blocks = triton.cdiv(c_out, blocks.block_o)
     num_w_tiles = triton.cdiv(v, blocks.block_j)
     num_d_groups = triton.cdiv(d, blocks.block_d)
     num_t_blocks = triton.cdiv(t, blocks.block_t)
     grid = (n * num_t_blocks * num_d_groups * num_w_tiles * num_o_blocks,)
-    with _device_guard(x.device):
+    with device_guard(x.device):
         _concat_fwd_kernel[grid](
             x, weight, adjacency, y if bias is None else bias, y,
             c_in, c_out, t, v, k, d,
@@ -518,88 +287,50 @@ def _launch_forward(
             *y.stride(),
             num_o_blocks, num_w_tiles, num_d_groups, num_t_blocks,
             HAS_BIAS=bias is not None,
-            PRECISION=_dot_precision(x.dtype), ACC_DTYPE=acc_tl,
+            **dot_kwargs(x.dtype),
             **blocks.launch_kwargs(),
         )  # fmt: skip
     return y
 
 
 def _launch_dx(
-    grad_out: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, adjacency: torch.Tensor
+    grad_out: torch.Tensor, weight: torch.Tensor, adjacency: torch.Tensor
 ) -> torch.Tensor:
-    n, c_in, t, v = x.shape
-    k, c_out, _ = weight.shape
-    d = adjacency.shape[0]
-    dx = torch.empty((n, c_in, t, v), device=x.device, dtype=x.dtype)
-    _, acc_tl = _acc_dtypes(x.dtype)
-    blocks = _blocks(c_in, c_out, t, v, d, max_o=32)
-    # dx's output tile is [c, (t, v)]: its channel block plays the forward's BLOCK_O.
-    blocks = blocks._replace(block_c=_clamp_pow2(c_in, 16, 64))
-    num_c_blocks = triton.cdiv(c_in, blocks.block_c)
-    num_v_tiles = triton.cdiv(v, blocks.block_j)
-    num_t_blocks = triton.cdiv(t, blocks.block_t)
-    grid = (n * num_t_blocks * num_v_tiles * num_c_blocks,)
-    with _device_guard(x.device):
-        _concat_dx_kernel[grid](
-            grad_out, weight, adjacency, dx,
-            c_in, c_out, t, v, k, d,
-            *grad_out.stride(),
-            *weight.stride(),
-            *adjacency.stride(),
-            *dx.stride(),
-            num_c_blocks, num_v_tiles, num_t_blocks,
-            PRECISION=_dot_precision(x.dtype), ACC_DTYPE=acc_tl,
-            **blocks.launch_kwargs(),
-        )  # fmt: skip
-    return dx
-
-
-def _launch_dweight(
-    grad_out: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, adjacency: torch.Tensor
-) -> torch.Tensor:
-    n, c_in, t, v = x.shape
-    k, c_out, _ = weight.shape
-    d = adjacency.shape[0]
-    acc_torch, acc_tl = _acc_dtypes(x.dtype)
-    dw = torch.zeros((k, c_out, c_in), device=x.device, dtype=acc_torch)
-    blocks = _blocks(c_in, c_out, t, v, d, max_o=32)
-    blocks = blocks._replace(block_c=_clamp_pow2(c_in, 16, 64))
-    num_o_blocks = triton.cdiv(c_out, blocks.block_o)
-    num_c_blocks = triton.cdiv(c_in, blocks.block_c)
-    num_t_blocks = triton.cdiv(t, blocks.block_t)
-    rows = n * num_t_blocks
-    base = k * num_o_blocks * num_c_blocks
-    rows_per_split, num_splits = _split_rows(rows, base, x.device)
-    with _device_guard(x.device):
-        _concat_dweight_kernel[(base * num_splits,)](
-            x, grad_out, adjacency, dw,
-            c_in, c_out, t, v, k, d,
-            *x.stride(),
-            *grad_out.stride(),
-            *adjacency.stride(),
-            num_o_blocks, num_c_blocks, num_t_blocks, rows, rows_per_split,
-            PRECISION=_dot_precision(x.dtype), ACC_DTYPE=acc_tl,
-            **blocks.launch_kwargs(),
-        )  # fmt: skip
-    return dw
+    """dx = sum_k W_k^T H_k, H_k = sum_d dY_d A[d, k]^T: graph_conv's aggregation kernel over D
+    branches (grad_out's dilation-major channel groups), with transposed views of W and A."""
+    _, c_out, c_in = weight.shape
+    _, _, t, v = grad_out.shape
+    blocks = _blocks(c_in, c_out, t, v, adjacency.shape[0])
+    # The output tile is [c, (t, v)], reduced over (o, t) rows of at most 32 channels: graph_conv's
+    # kernel calls x's channels BLOCK_O (16-64 here) and grad_out's BLOCK_C.
+    blocks = blocks._replace(block_o=clamp_pow2(c_in, 16, 64), block_c=blocks.block_o)
+    return launch_aggregate(
+        grad_out,
+        weight.transpose(1, 2),
+        adjacency.transpose(-1, -2),
+        None,
+        branched=True,
+        blocks=blocks,
+    )
 
 
 def _launch_dadjacency(
     grad_out: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, adjacency: torch.Tensor
 ) -> torch.Tensor:
+    """The concat dA as a ``[D, K, V, V]`` buffer in the accumulation dtype."""
     n, c_in, t, v = x.shape
     k, c_out, _ = weight.shape
     d = adjacency.shape[0]
-    acc_torch, acc_tl = _acc_dtypes(x.dtype)
+    acc_torch, _ = acc_dtypes(x.dtype)
     da = torch.zeros((d, k, v, v), device=x.device, dtype=acc_torch)
-    blocks = _blocks(c_in, c_out, t, v, d, max_o=32)
+    blocks = _blocks(c_in, c_out, t, v, d)
     num_j_tiles = triton.cdiv(v, blocks.block_j)
     num_d_groups = triton.cdiv(d, blocks.block_d)
     num_t_blocks = triton.cdiv(t, blocks.block_t)
     rows = n * num_t_blocks
     base = k * num_d_groups * num_j_tiles * num_j_tiles
-    rows_per_split, num_splits = _split_rows(rows, base, x.device)
-    with _device_guard(x.device):
+    rows_per_split, num_splits = split_rows(rows, base, x.device)
+    with device_guard(x.device):
         _concat_dadjacency_kernel[(base * num_splits,)](
             x, grad_out, weight, da,
             c_in, c_out, t, v, k, d,
@@ -607,7 +338,7 @@ def _launch_dadjacency(
             *grad_out.stride(),
             *weight.stride(),
             num_j_tiles, num_j_tiles, num_d_groups, num_t_blocks, rows, rows_per_split,
-            PRECISION=_dot_precision(x.dtype), ACC_DTYPE=acc_tl,
+            **dot_kwargs(x.dtype),
             **blocks.launch_kwargs(),
         )  # fmt: skip
     return da
@@ -644,8 +375,8 @@ def multi_dilation_graph_conv_forward(
     _check_inputs(x, weight, adjacency, bias, concat)
     if not concat:
         return graph_conv_forward(x, weight, _summed_adjacency(adjacency), bias)
-    if _interpreter_lacks(x.dtype):
-        return _launch_forward(*_upcast(x, weight, adjacency, bias)).to(x.dtype)
+    if interpreter_lacks(x.dtype):
+        return _launch_forward(*upcast(x, weight, adjacency, bias)).to(x.dtype)
     return _launch_forward(x, weight, adjacency, bias)
 
 
@@ -680,7 +411,7 @@ def multi_dilation_graph_conv_backward(
     _check_inputs(x, weight, adjacency, bias, concat)
     if len(output_mask) != 4:
         raise ValueError(f"output_mask must have 4 entries; got {len(output_mask)}")
-    n, _, t, v = x.shape
+    n, c_in, t, v = x.shape
     k, c_out, _ = weight.shape
     d = adjacency.shape[0]
     expected = (n, d * c_out if concat else c_out, t, v)
@@ -698,19 +429,22 @@ def multi_dilation_graph_conv_backward(
         )
         da = da_sum.expand(d, k, v, v).contiguous() if want_da else da_sum
         return dx, dw, da, db
-    if _interpreter_lacks(x.dtype):
+    if interpreter_lacks(x.dtype):
         grads = multi_dilation_graph_conv_backward(
-            *_upcast(grad_out, x, weight, adjacency, bias), concat=True, output_mask=output_mask
+            *upcast(grad_out, x, weight, adjacency, bias), concat=True, output_mask=output_mask
         )
         return tuple(g.to(x.dtype) for g in grads)  # type: ignore[return-value]
 
-    acc_torch, _ = _acc_dtypes(x.dtype)
+    acc_torch, _ = acc_dtypes(x.dtype)
     # Distinct empties: outputs of a torch.library custom op must not alias each other.
     dx, dw, da, db = (x.new_empty(0) for _ in range(4))
     if want_dx:
-        dx = _launch_dx(grad_out, x, weight, adjacency)
+        dx = _launch_dx(grad_out, weight, adjacency)
     if want_dw:
-        dw = _launch_dweight(grad_out, x, weight, adjacency).to(weight.dtype)
+        # dW: the [(o, t), (d, w)] dY tiles of _blocks, with x's channels in blocks of 16-64.
+        blocks = _blocks(c_in, c_out, t, v, d)._replace(block_c=clamp_pow2(c_in, 16, 64))
+        dw = launch_dweight(x, grad_out, adjacency, k, branched=True, blocks=blocks)
+        dw = dw.to(weight.dtype)
     if want_da:
         da = _launch_dadjacency(grad_out, x, weight, adjacency).to(adjacency.dtype)
     if want_db and bias is not None:

@@ -60,13 +60,13 @@ registers per thread. On sm_90 and newer, launches cap registers at 128 (two 8-w
 per SM); see the note on block sizes.
 
 Accumulation is fp32 (fp64 for fp64 inputs under the interpreter); outputs are in x's dtype.
-``tl.dot`` precision is pinned per dtype by :func:`skelops.triton.graph_conv._dot_precision`:
+``tl.dot`` precision is pinned per dtype by :func:`skelops.triton._common.dot_precision`:
 ``"ieee"`` for float32 unless ``torch.backends.cuda.matmul.allow_tf32`` is set (then ``"tf32"``),
 so float32 results match torch's own matmul policy; 16-bit inputs run on tensor cores with fp32
 accumulation. Every ``tl.dot`` dimension is at least 16 (the GPU minimum; the interpreter would
 accept less): tiles hold 16 targets or entries and channel blocks are at least 16, with masks.
-Under the interpreter bfloat16 runs in float32, as in :mod:`skelops.triton.graph_conv` (whose
-import also installs its interpreter fix for numpy >= 2.4).
+Under the interpreter bfloat16 runs in float32, as in :mod:`skelops.triton.graph_conv` (the
+import of :mod:`skelops.triton._common` also installs its interpreter fix for numpy >= 2.4).
 """
 
 from __future__ import annotations
@@ -78,17 +78,17 @@ import triton
 import triton.language as tl
 from torch.utils.weak import WeakIdKeyDictionary
 
-from .graph_conv import (
-    _INTERPRETED,
-    _acc_dtypes,
-    _Blocks,
-    _clamp_pow2,
-    _device_guard,
-    _dot_precision,
-    _interpreter_lacks,
-    _next_pow2,
-    _split_rows,
-    _upcast,
+from ._common import (
+    INTERPRETED,
+    Blocks,
+    acc_dtypes,
+    clamp_pow2,
+    device_guard,
+    dot_kwargs,
+    interpreter_lacks,
+    next_pow2,
+    split_rows,
+    upcast,
 )
 
 __all__ = ["sparse_graph_conv_forward", "sparse_graph_conv_backward"]
@@ -504,39 +504,39 @@ _COLUMNS = 64  # (frame, slot) columns per tile: BLOCK_T = 4 frames of 16 slots
 
 
 def _frames_per_tile(nt: int) -> int:
-    return max(1, min(_next_pow2(nt), _COLUMNS // _TILE))
+    return max(1, min(next_pow2(nt), _COLUMNS // _TILE))
 
 
 def _warps(*tile_widths: int) -> int:
     return 8 if _COLUMNS * max(tile_widths) >= 2048 else 4
 
 
-def _gather_mix_blocks(c_in: int, c_out: int, nt: int, dtype: torch.dtype) -> _Blocks:
+def _gather_mix_blocks(c_in: int, c_out: int, nt: int, dtype: torch.dtype) -> Blocks:
     """acc [64, BLOCK_O] (C_out <= 128 in one block, so each gathered U feeds every output
     channel); per (subset, channel block) U^T [64, BLOCK_C] and W_k^T [BLOCK_C, BLOCK_O]."""
-    block_o = _clamp_pow2(c_out, 16, 128)
+    block_o = clamp_pow2(c_out, 16, 128)
     block_c = 16 if (c_in <= 16 or dtype in (torch.float32, torch.float64)) else 32
-    return _Blocks(block_o, block_c, _frames_per_tile(nt), _TILE, _warps(block_o, block_c))
+    return Blocks(block_o, block_c, _frames_per_tile(nt), _TILE, _warps(block_o, block_c))
 
 
-def _dweight_blocks(c_in: int, c_out: int, nt: int) -> _Blocks:
+def _dweight_blocks(c_in: int, c_out: int, nt: int) -> Blocks:
     """acc [BLOCK_O, BLOCK_C]; per frame block dY^T [64, BLOCK_O] and u^T [64, BLOCK_C]."""
-    block_o = _clamp_pow2(c_out, 16, 64)
-    block_c = _clamp_pow2(c_in, 16, 32)
-    return _Blocks(block_o, block_c, _frames_per_tile(nt), _TILE, _warps(block_o, block_c))
+    block_o = clamp_pow2(c_out, 16, 64)
+    block_c = clamp_pow2(c_in, 16, 32)
+    return Blocks(block_o, block_c, _frames_per_tile(nt), _TILE, _warps(block_o, block_c))
 
 
-def _dvalues_blocks(c_in: int, c_out: int, nt: int) -> _Blocks:
+def _dvalues_blocks(c_in: int, c_out: int, nt: int) -> Blocks:
     """h^T [64, BLOCK_C] from dY^T [64, BLOCK_O] @ W_k [BLOCK_O, BLOCK_C] per o-block."""
-    block_o = _clamp_pow2(c_out, 16, 64)
-    block_c = _clamp_pow2(c_in, 16, 64)
-    return _Blocks(block_o, block_c, _frames_per_tile(nt), _TILE, _warps(block_o, block_c))
+    block_o = clamp_pow2(c_out, 16, 64)
+    block_c = clamp_pow2(c_in, 16, 64)
+    return Blocks(block_o, block_c, _frames_per_tile(nt), _TILE, _warps(block_o, block_c))
 
 
-def _launch_options(blocks: _Blocks, device: torch.device) -> dict[str, int]:
+def _launch_options(blocks: Blocks, device: torch.device) -> dict[str, int]:
     options = blocks.launch_kwargs()
     # Validated on sm_90 only: on sm_80 the same cap spilled up to ~140 bytes.
-    if not _INTERPRETED and torch.cuda.get_device_capability(device)[0] >= 9:
+    if not INTERPRETED and torch.cuda.get_device_capability(device)[0] >= 9:
         options["maxnreg"] = _MAX_REGISTERS
     return options
 
@@ -561,8 +561,6 @@ def _launch_gather_mix(
             y += bias_term[None, :, None, :].to(y.dtype)
         return y
 
-    _, acc_tl = _acc_dtypes(x.dtype)
-    precision = _dot_precision(x.dtype)
     nt = n * t
     blocks = _gather_mix_blocks(c_in, c_out, nt, x.dtype)
     tiles = csr.target_tiles
@@ -572,7 +570,7 @@ def _launch_gather_mix(
     else:
         bias_arg, sb_o, sb_w = y, 0, 0
     grid = (triton.cdiv(nt, blocks.block_t) * tiles.num_tiles * num_o_blocks,)
-    with _device_guard(x.device):
+    with device_guard(x.device):
         _sparse_gather_mix_kernel[grid](
             x, weight, csr.row_start, csr.col, values,
             tiles.order, tiles.tile_k, tiles.tile_deg, tiles.tile_nk, bias_arg, y,
@@ -582,7 +580,7 @@ def _launch_gather_mix(
             sb_o, sb_w,
             *y.stride(),
             num_o_blocks, tiles.num_tiles,
-            HAS_BIAS=bias_term is not None, PRECISION=precision, ACC_DTYPE=acc_tl,
+            HAS_BIAS=bias_term is not None, **dot_kwargs(x.dtype),
             **_launch_options(blocks, x.device),
         )  # fmt: skip
     return y
@@ -594,7 +592,7 @@ def _launch_dweight(
     """dW[k, o, c] = sum_{n,t,w} dY[n,o,t,w] u[n,k,c,t,w] as a [K, C_out, C_in] acc buffer."""
     n, c_in, t, v = x.shape
     c_out = grad_out.shape[1]
-    acc_torch, acc_tl = _acc_dtypes(x.dtype)
+    acc_torch, _ = acc_dtypes(x.dtype)
     dw = torch.zeros((csr.k, c_out, c_in), device=x.device, dtype=acc_torch)
     nt = n * t
     blocks = _dweight_blocks(c_in, c_out, nt)
@@ -603,8 +601,8 @@ def _launch_dweight(
     num_c_blocks = triton.cdiv(c_in, blocks.block_c)
     num_nt_blocks = triton.cdiv(nt, blocks.block_t)
     base = csr.k * tiles.num_tiles * num_o_blocks * num_c_blocks
-    per_split, num_splits = _split_rows(num_nt_blocks, base, x.device)
-    with _device_guard(x.device):
+    per_split, num_splits = split_rows(num_nt_blocks, base, x.device)
+    with device_guard(x.device):
         _sparse_dweight_kernel[(base * num_splits,)](
             x, grad_out, csr.row_start, csr.col, values,
             tiles.rows, tiles.row_count, tiles.tile_deg, dw,
@@ -612,7 +610,7 @@ def _launch_dweight(
             *x.stride(),
             *grad_out.stride(),
             num_o_blocks, num_c_blocks, tiles.num_tiles, num_nt_blocks, per_split,
-            PRECISION=_dot_precision(x.dtype), ACC_DTYPE=acc_tl,
+            **dot_kwargs(x.dtype),
             **_launch_options(blocks, x.device),
         )  # fmt: skip
     return dw
@@ -624,7 +622,7 @@ def _launch_dvalues(
     """d values[j] = sum_{n,c,t} x[n,c,t,col[j]] (W_k^T dY)[n,c,t,w_j] as a [nnz] acc buffer."""
     n, c_in, t, _ = x.shape
     c_out = grad_out.shape[1]
-    acc_torch, acc_tl = _acc_dtypes(x.dtype)
+    acc_torch, _ = acc_dtypes(x.dtype)
     dv = torch.zeros(csr.nnz, device=x.device, dtype=acc_torch)
     nt = n * t
     blocks = _dvalues_blocks(c_in, c_out, nt)
@@ -632,8 +630,8 @@ def _launch_dvalues(
     num_c_blocks = triton.cdiv(c_in, blocks.block_c)
     num_nt_blocks = triton.cdiv(nt, blocks.block_t)
     base = items.num_items * num_c_blocks
-    per_split, num_splits = _split_rows(num_nt_blocks, base, x.device)
-    with _device_guard(x.device):
+    per_split, num_splits = split_rows(num_nt_blocks, base, x.device)
+    with device_guard(x.device):
         _sparse_dvalues_kernel[(base * num_splits,)](
             x, grad_out, weight, csr.col, csr.entry_target,
             items.item_k, items.item_begin, items.item_end, dv,
@@ -642,7 +640,7 @@ def _launch_dvalues(
             *grad_out.stride(),
             *weight.stride(),
             num_c_blocks, items.num_items, num_nt_blocks, per_split,
-            PRECISION=_dot_precision(x.dtype), ACC_DTYPE=acc_tl,
+            **dot_kwargs(x.dtype),
             **_launch_options(blocks, x.device),
         )  # fmt: skip
     return dv
@@ -682,13 +680,13 @@ def sparse_graph_conv_forward(
     Returns:
         ``y``: contiguous ``[N, C_out, T, V]`` in the dtype of x (accumulated in fp32).
     """
-    if _interpreter_lacks(x.dtype):
-        x32, weight32, values32, bias32 = _upcast(x, weight, values, bias)
+    if interpreter_lacks(x.dtype):
+        x32, weight32, values32, bias32 = upcast(x, weight, values, bias)
         y = sparse_graph_conv_forward(x32, weight32, crow_indices, col_indices, values32, bias32)
         return y.to(x.dtype)
     v = x.shape[3]
     c_out = weight.shape[1]
-    acc_torch, _ = _acc_dtypes(x.dtype)
+    acc_torch, _ = acc_dtypes(x.dtype)
     csr = _structure(crow_indices, col_indices, v)
     values = values.contiguous()  # the kernels index entries directly
     bias_term = None
@@ -731,14 +729,14 @@ def sparse_graph_conv_backward(
         ``(dx, dweight, dvalues, dbias)``, dx contiguous, each in its input's dtype; a gradient
         that is masked out, or dbias when bias is None, is ``x.new_empty(0)``.
     """
-    if _interpreter_lacks(x.dtype):
-        g32, x32, weight32, values32, bias32 = _upcast(grad_out, x, weight, values, bias)
+    if interpreter_lacks(x.dtype):
+        g32, x32, weight32, values32, bias32 = upcast(grad_out, x, weight, values, bias)
         grads = sparse_graph_conv_backward(
             g32, x32, weight32, crow_indices, col_indices, values32, bias32, output_mask
         )
         return tuple(g.to(x.dtype) for g in grads)  # type: ignore[return-value]
     n, c_in, t, v = x.shape
-    acc_torch, _ = _acc_dtypes(x.dtype)
+    acc_torch, _ = acc_dtypes(x.dtype)
     want_x, want_w, want_values, want_bias = (bool(m) for m in output_mask)
     want_bias = want_bias and bias is not None
     csr = _structure(crow_indices, col_indices, v)

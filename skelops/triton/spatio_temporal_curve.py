@@ -47,14 +47,14 @@ import torch
 import triton
 import triton.language as tl
 
-from .graph_conv import (
-    _INTERPRETED,
-    _acc_dtypes,
-    _clamp_pow2,
-    _device_guard,
-    _interpreter_lacks,
-    _next_pow2,
-    _upcast,
+from ._common import (
+    acc_dtypes,
+    check_tensors,
+    clamp_pow2,
+    device_guard,
+    interpreter_lacks,
+    next_pow2,
+    upcast,
 )
 
 __all__ = ["spatio_temporal_curve_forward", "spatio_temporal_curve_backward"]
@@ -390,17 +390,12 @@ def _key_grad_kernel(
 # --------------------------------------------------------------------------------------------
 
 
-def _supported_dtypes() -> tuple[torch.dtype, ...]:
-    base = (torch.float32, torch.float16, torch.bfloat16)
-    return base + (torch.float64,) if _INTERPRETED else base
-
-
 def _joint_block(v: int) -> int:
-    return max(16, _next_pow2(v))
+    return max(16, next_pow2(v))
 
 
 def _key_block(d: int) -> int:
-    return _clamp_pow2(d, 16, 64)
+    return clamp_pow2(d, 16, 64)
 
 
 def _warps(block_v: int) -> int:
@@ -435,11 +430,7 @@ def _check_inputs(
         raise ValueError(f"the Triton kernels support V <= {_MAX_JOINTS} joints; got V={v}")
     if length < 1:
         raise ValueError(f"length must be >= 1; got {length}")
-    if x.dtype not in _supported_dtypes():
-        names = ", ".join(str(d) for d in _supported_dtypes())
-        raise TypeError(f"x must have dtype in ({names}); got {x.dtype}")
-    if key.dtype != x.dtype or key.device != x.device:
-        raise TypeError(f"key must match x in dtype and device; got {key.dtype}, {key.device}")
+    check_tensors("spatio_temporal_curve", x, key=key)
     if candidates is not None and (
         candidates.dtype != torch.bool
         or tuple(candidates.shape) != (v, v)
@@ -448,11 +439,6 @@ def _check_inputs(
         raise ValueError(
             f"candidates must be a [V, V] = [{v}, {v}] bool tensor on {x.device}; got "
             f"{candidates.dtype} {tuple(candidates.shape)} on {candidates.device}"
-        )
-    if x.device.type != "cuda" and not _INTERPRETED:
-        raise ValueError(
-            "the Triton spatio_temporal_curve kernels need CUDA tensors (or TRITON_INTERPRET=1 "
-            f"set before triton is imported); got x on {x.device}"
         )
 
 
@@ -466,11 +452,11 @@ def _curve_launch(
 ) -> None:
     """Runs _curves_kernel: the aggregation into ``out`` or the curve ``table``."""
     n, c, t, v = x.shape
-    _, acc_tl = _acc_dtypes(x.dtype)
+    _, acc_tl = acc_dtypes(x.dtype)
     num_p_blocks = triton.cdiv(t * v, _BLOCK_POSITIONS)
     num_c_blocks = 1 if table is not None else triton.cdiv(c, _BLOCK_CHANNELS)
     joints, weights = table if table is not None else (next_joint, log_prob)
-    with _device_guard(x.device):
+    with device_guard(x.device):
         _curves_kernel[(n * num_c_blocks * num_p_blocks,)](
             x, next_joint, log_prob, out if out is not None else x, joints, weights,
             c, t, v,
@@ -509,17 +495,17 @@ def spatio_temporal_curve_forward(
         float64 for float64 inputs).
     """
     _check_inputs(x, key, candidates, length)
-    if _interpreter_lacks(x.dtype):
-        y, *stats = spatio_temporal_curve_forward(*_upcast(x, key), candidates, length, scale)
+    if interpreter_lacks(x.dtype):
+        y, *stats = spatio_temporal_curve_forward(*upcast(x, key), candidates, length, scale)
         return (y.to(x.dtype), *stats)
     n, c, t, v = x.shape
     d = key.shape[1]
-    acc_torch, acc_tl = _acc_dtypes(x.dtype)
+    acc_torch, acc_tl = acc_dtypes(x.dtype)
     steps = min(length, t - 1)
     next_joint = torch.empty((n, t - 1, v), device=x.device, dtype=torch.int32)
     log_prob = torch.empty((n, t - 1, v), device=x.device, dtype=acc_torch)
     log_normalizer = torch.empty_like(log_prob)
-    with _device_guard(x.device):
+    with device_guard(x.device):
         _transitions_kernel[(n * (t - 1),)](
             key, _mask_arg(candidates, key), next_joint, log_prob, log_normalizer,
             _scale_arg(scale, acc_torch, x.device), d, t, v,
@@ -566,7 +552,7 @@ def spatio_temporal_curve_backward(
             f"grad_out must be [N, C, T, V] = {[n, c, t, v]} of x's dtype; got "
             f"{tuple(grad_out.shape)} {grad_out.dtype}"
         )
-    acc_torch, acc_tl = _acc_dtypes(x.dtype)
+    acc_torch, acc_tl = acc_dtypes(x.dtype)
     for name, stat, dtype in (
         ("next_joint", next_joint, torch.int32),
         ("log_prob", log_prob, acc_torch),
@@ -578,9 +564,9 @@ def spatio_temporal_curve_backward(
                 f"{tuple(stat.shape)} {stat.dtype} on {stat.device}"
             )
     want_dx, want_dkey = (bool(m) for m in output_mask)
-    if _interpreter_lacks(x.dtype):
+    if interpreter_lacks(x.dtype):
         grads = spatio_temporal_curve_backward(
-            *_upcast(grad_out, x, key), candidates, next_joint, log_prob, log_normalizer,
+            *upcast(grad_out, x, key), candidates, next_joint, log_prob, log_normalizer,
             length, scale, output_mask,
         )  # fmt: skip
         return tuple(g.to(x.dtype) for g in grads)  # type: ignore[return-value]
@@ -595,7 +581,7 @@ def spatio_temporal_curve_backward(
     weights = torch.empty((n, t, v, steps + 1), device=x.device, dtype=acc_torch)
     _curve_launch(x, next_joint, log_prob, steps, None, (joints, weights))
     block_v = _joint_block(v)
-    with _device_guard(x.device):
+    with device_guard(x.device):
         if want_dx:
             dx = torch.empty((n, c, t, v), device=x.device, dtype=x.dtype)
             num_c_blocks = triton.cdiv(c, _BLOCK_CHANNELS)
