@@ -48,7 +48,7 @@ rounding.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -104,21 +104,91 @@ def unit_residual(
     return nn.Sequential(conv, bn)
 
 
-def classify(
-    x: Tensor, data_bn: nn.BatchNorm1d, units: nn.ModuleList, dropout: nn.Module, fc: nn.Linear
-) -> Tensor:
-    """HD-GCN's forward around its units, x ``[N, C, T, V, M]`` -> scores ``[N, classes]``:
-    the data BatchNorm over ``M * V * C`` channels in ``(m, v, c)`` order, persons folded into
-    the batch, the units, average pooling over frames, joints and persons, dropout, the
-    classifier."""
-    n, c, t, v, m = x.shape
-    x = x.permute(0, 4, 3, 1, 2).reshape(n, m * v * c, t)
-    x = data_bn(x)
-    x = x.reshape(n, m, v, c, t).permute(0, 1, 3, 4, 2).reshape(n * m, c, t, v)
-    for unit in units:
-        x = unit(x)
-    x = x.reshape(n, m, x.shape[1], -1).mean(3).mean(1)
-    return fc(dropout(x))
+class UnitNetwork(nn.Module):
+    """The frame HD-GCN-family models share (HD-GCN, STC-Net): argument checks, the data
+    BatchNorm over ``M * V * C`` channels in HD-GCN's ``(m, v, c)`` order with the persons
+    folded into the batch, ten units (:data:`STAGES`) made by ``make_unit(index, in_channels,
+    out_channels, stride)``, average pooling over frames, joints and persons, dropout and a
+    linear classifier. Inputs ``[N, C, T, V, M]``; ``min_frames`` is the shortest clip
+    ``forward`` accepts (a subclass raises it when its units need more)."""
+
+    def __init__(
+        self,
+        num_classes: int,
+        layout: str | graphs.Layout,
+        in_channels: int,
+        num_persons: int,
+        base_channels: int,
+        dropout: float,
+        make_unit: Callable[[int, int, int, int], nn.Module],
+    ) -> None:
+        super().__init__()
+        for name, value in (
+            ("num_classes", num_classes),
+            ("in_channels", in_channels),
+            ("num_persons", num_persons),
+            ("base_channels", base_channels),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if base_channels % 4:
+            raise ValueError(f"base_channels must be a multiple of 4, got {base_channels}")
+        self.layout = graphs.get_layout(layout)
+        self.num_classes = num_classes
+        self.in_channels = in_channels
+        self.num_joints = self.layout.num_joints
+        self.num_persons = num_persons
+        self.min_frames = 1
+        self.data_bn = nn.BatchNorm1d(num_persons * self.num_joints * in_channels)
+        init_bn(self.data_bn, 1.0)
+        units = []
+        channels = in_channels
+        for i, (width, stride) in enumerate(STAGES):
+            units.append(make_unit(i, channels, width * base_channels, stride))
+            channels = width * base_channels
+        self.units = nn.ModuleList(units)
+        self.dropout = nn.Dropout(dropout) if dropout else nn.Identity()
+        self.fc = nn.Linear(channels, num_classes)
+        nn.init.normal_(self.fc.weight, 0.0, math.sqrt(2.0 / num_classes))
+
+    def input_shape(self) -> str:
+        return f"[N, {self.in_channels}, T, {self.num_joints}, {self.num_persons}]"
+
+    def _check_input(self, x: Tensor) -> None:
+        expected = (self.in_channels, self.num_joints, self.num_persons)
+        if (
+            not isinstance(x, Tensor)
+            or x.dim() != 5
+            or (x.shape[1], x.shape[3], x.shape[4]) != expected
+            or x.shape[0] == 0
+            or x.shape[2] == 0
+        ):
+            got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+            raise ValueError(
+                f"x must be {self.input_shape()} (N, T >= 1; C={self.in_channels} "
+                f"coordinates, V={self.num_joints} joints of layout {self.layout.name!r}, "
+                f"M={self.num_persons} persons), got {got}"
+            )
+        if x.shape[2] < self.min_frames:
+            raise ValueError(
+                f"x must be {self.input_shape()} with T >= {self.min_frames} frames "
+                f"({self._min_frames_reason()}), got T={x.shape[2]}"
+            )
+
+    def _min_frames_reason(self) -> str:
+        return "the units' temporal strides"
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x ``[N, C, T, V, M]`` -> scores ``[N, num_classes]``."""
+        self._check_input(x)
+        n, c, t, v, m = x.shape
+        x = x.permute(0, 4, 3, 1, 2).reshape(n, m * v * c, t)
+        x = self.data_bn(x)
+        x = x.reshape(n, m, v, c, t).permute(0, 1, 3, 4, 2).reshape(n * m, c, t, v)
+        for unit in self.units:
+            x = unit(x)
+        x = x.reshape(n, m, x.shape[1], -1).mean(3).mean(1)
+        return self.fc(self.dropout(x))
 
 
 class EdgeConv(nn.Module):
@@ -418,7 +488,7 @@ _PRESETS = {
     default_preset="ntu60",
     summary="HD-GCN (ICCV 2023): hierarchically decomposed graph convolution with A-HA",
 )
-class HDGCN(nn.Module):
+class HDGCN(UnitNetwork):
     """HD-GCN (official ``model.HDGCN.Model``).
 
     Args:
@@ -450,69 +520,27 @@ class HDGCN(nn.Module):
         dropout: float = 0.0,
         backend: str = "auto",
     ) -> None:
-        super().__init__()
-        for name, value in (
-            ("num_classes", num_classes),
-            ("in_channels", in_channels),
-            ("num_persons", num_persons),
-            ("base_channels", base_channels),
-        ):
-            if not isinstance(value, int) or value <= 0:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
-        if base_channels % 4:
-            raise ValueError(f"base_channels must be a multiple of 4, got {base_channels}")
-        self.layout = graphs.get_layout(layout)
+        layout = graphs.get_layout(layout)
+        groups = graphs.hdgcn_groups(layout, center)
+        adjacency = graphs.hdgcn_adjacency(layout, groups=groups)
+
+        def make_unit(index: int, unit_in: int, unit_out: int, stride: int) -> nn.Module:
+            return HDGCNUnit(
+                unit_in,
+                unit_out,
+                adjacency,
+                groups,
+                stride=stride,
+                residual=index > 0,
+                attention=index > 0,
+                backend=backend,
+            )
+
+        super().__init__(
+            num_classes, layout, in_channels, num_persons, base_channels, dropout, make_unit
+        )
         self.center = center
-        self.groups = graphs.hdgcn_groups(self.layout, center)
-        adjacency = graphs.hdgcn_adjacency(self.layout, groups=self.groups)
-        self.num_classes = num_classes
-        self.in_channels = in_channels
-        self.num_joints = self.layout.num_joints
-        self.num_persons = num_persons
-        self.data_bn = nn.BatchNorm1d(num_persons * self.num_joints * in_channels)
-        init_bn(self.data_bn, 1.0)
-        units = []
-        channels = in_channels
-        for i, (width, stride) in enumerate(STAGES):
-            out_channels = width * base_channels
-            units.append(
-                HDGCNUnit(
-                    channels,
-                    out_channels,
-                    adjacency,
-                    self.groups,
-                    stride=stride,
-                    residual=i > 0,
-                    attention=i > 0,
-                    backend=backend,
-                )
-            )
-            channels = out_channels
-        self.units = nn.ModuleList(units)
-        self.dropout = nn.Dropout(dropout) if dropout else nn.Identity()
-        self.fc = nn.Linear(channels, num_classes)
-        nn.init.normal_(self.fc.weight, 0.0, math.sqrt(2.0 / num_classes))
-
-    def _check_input(self, x: Tensor) -> None:
-        expected = (self.in_channels, self.num_joints, self.num_persons)
-        if (
-            not isinstance(x, Tensor)
-            or x.dim() != 5
-            or (x.shape[1], x.shape[3], x.shape[4]) != expected
-            or x.shape[0] == 0
-            or x.shape[2] == 0
-        ):
-            got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-            raise ValueError(
-                f"x must be [N, {self.in_channels}, T, {self.num_joints}, {self.num_persons}] "
-                f"(N, T >= 1; V={self.num_joints} joints of layout {self.layout.name!r}, "
-                f"M={self.num_persons} persons), got {got}"
-            )
-
-    def forward(self, x: Tensor) -> Tensor:
-        """x ``[N, C, T, V, M]`` -> scores ``[N, num_classes]``."""
-        self._check_input(x)
-        return classify(x, self.data_bn, self.units, self.dropout, self.fc)
+        self.groups = groups
 
 
 _BN_KEYS = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")

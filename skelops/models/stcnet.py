@@ -109,19 +109,20 @@ from torch import Tensor, nn
 
 from .. import graphs
 from ..nn import MultiDilationGraphConv, SpatioTemporalCurve
-from .hdgcn import STAGES, MultiScaleTemporalConv, classify, init_bn, init_conv, unit_residual
+from .hdgcn import (
+    STAGES,
+    MultiScaleTemporalConv,
+    UnitNetwork,
+    init_bn,
+    init_conv,
+    unit_residual,
+)
 from .registry import Preset, register_model
 
 __all__ = ["STCNet"]
 
 _NTU_LAYOUT = "ntu_pyskl"  # HD-GCN's NTU layout (pyskl's hand edges)
 _GCN_BN_INIT = 1e-6  # HD-GCN / CTR-GCN initialise the graph convolution's BN this small
-
-
-def _check_positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return value
 
 
 class DilatedGraphConvBlock(nn.Module):
@@ -261,7 +262,7 @@ _PRESETS = {
     default_preset="ntu60",
     summary="STC-Net (ICCV 2023): dilated-kernel graph convolution and spatio-temporal curves",
 )
-class STCNet(nn.Module):
+class STCNet(UnitNetwork):
     """STC-Net on the HD-GCN backbone (design: see the module docstring).
 
     Args:
@@ -303,16 +304,6 @@ class STCNet(nn.Module):
         dropout: float = 0.0,
         backend: str = "auto",
     ) -> None:
-        super().__init__()
-        for name, value in (
-            ("num_classes", num_classes),
-            ("in_channels", in_channels),
-            ("num_persons", num_persons),
-            ("base_channels", base_channels),
-        ):
-            _check_positive_int(name, value)
-        if base_channels % 4:
-            raise ValueError(f"base_channels must be a multiple of 4, got {base_channels}")
         if isinstance(curve_length, bool) or not isinstance(curve_length, int):
             raise ValueError(f"curve_length must be an int >= 1, got {curve_length!r}")
         if curve_length < 1:
@@ -330,70 +321,38 @@ class STCNet(nn.Module):
             )
         if isinstance(dilations, Sequence) and len(set(dilations)) != len(dilations):
             raise ValueError(f"dilations must be distinct, got {tuple(dilations)}")
-        self.layout = graphs.get_layout(layout)
+        layout = graphs.get_layout(layout)
         # raises for a dilation < 1 or above the layout's diameter, naming both
-        adjacency = graphs.dilated_adjacency(self.layout, dilations, "spatial")
-        candidates = graphs.hop_distance(self.layout) <= 1
+        adjacency = graphs.dilated_adjacency(layout, dilations, "spatial")
+        candidates = graphs.hop_distance(layout) <= 1
+
+        def make_unit(index: int, unit_in: int, unit_out: int, stride: int) -> nn.Module:
+            return STCNetUnit(
+                unit_in,
+                unit_out,
+                adjacency,
+                candidates if index in stc_units else None,
+                curve_length,
+                stride=stride,
+                residual=index > 0,
+                backend=backend,
+            )
+
+        super().__init__(
+            num_classes, layout, in_channels, num_persons, base_channels, dropout, make_unit
+        )
         self.dilations = tuple(dilations)
         self.curve_length = curve_length
         self.stc_units = stc_units
-        self.num_classes = num_classes
-        self.in_channels = in_channels
-        self.num_joints = self.layout.num_joints
-        self.num_persons = num_persons
-        self.data_bn = nn.BatchNorm1d(num_persons * self.num_joints * in_channels)
-        init_bn(self.data_bn, 1.0)
-        units = []
-        channels = in_channels
-        frames_divisor = 1  # product of the temporal strides before the current unit
-        self.min_frames = 1
-        for i, (width, stride) in enumerate(STAGES):
-            out_channels = width * base_channels
-            with_curve = i in stc_units
-            if with_curve:  # this unit's STC sees ceil(T / frames_divisor) >= 2 frames
+        # A unit after s stride-2 units sees ceil(T / 2^s) frames; its curves need 2.
+        frames_divisor = 1
+        for i, (_, stride) in enumerate(STAGES):
+            if i in stc_units:
                 self.min_frames = max(self.min_frames, frames_divisor + 1)
-            units.append(
-                STCNetUnit(
-                    channels,
-                    out_channels,
-                    adjacency,
-                    candidates if with_curve else None,
-                    curve_length,
-                    stride=stride,
-                    residual=i > 0,
-                    backend=backend,
-                )
-            )
-            channels = out_channels
             frames_divisor *= stride
-        self.units = nn.ModuleList(units)
-        self.dropout = nn.Dropout(dropout) if dropout else nn.Identity()
-        self.fc = nn.Linear(channels, num_classes)
-        nn.init.normal_(self.fc.weight, 0.0, math.sqrt(2.0 / num_classes))
 
-    def _check_input(self, x: Tensor) -> None:
-        expected = (self.in_channels, self.num_joints, self.num_persons)
-        shape = f"[N, {self.in_channels}, T, {self.num_joints}, {self.num_persons}]"
-        if (
-            not isinstance(x, Tensor)
-            or x.dim() != 5
-            or (x.shape[1], x.shape[3], x.shape[4]) != expected
-            or x.shape[0] == 0
-        ):
-            got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-            raise ValueError(
-                f"x must be {shape} (N >= 1; C={self.in_channels} coordinates, "
-                f"V={self.num_joints} joints of layout {self.layout.name!r}, "
-                f"M={self.num_persons} persons), got {got}"
-            )
-        if x.shape[2] < self.min_frames:
-            raise ValueError(
-                f"x must be {shape} with T >= {self.min_frames} frames (spatio-temporal curves "
-                f"link adjacent frames, and the STC of units {list(self.stc_units)} sees T "
-                f"divided by the temporal strides before it), got T={x.shape[2]}"
-            )
-
-    def forward(self, x: Tensor) -> Tensor:
-        """x ``[N, C, T, V, M]`` -> scores ``[N, num_classes]``."""
-        self._check_input(x)
-        return classify(x, self.data_bn, self.units, self.dropout, self.fc)
+    def _min_frames_reason(self) -> str:
+        return (
+            f"spatio-temporal curves link adjacent frames, and the STC of units "
+            f"{list(self.stc_units)} sees T divided by the temporal strides before it"
+        )
