@@ -59,13 +59,10 @@ inline void check_bias(const char* op, const std::optional<at::Tensor>& bias, co
   }
 }
 
-inline Problem check_problem(const char* op, const at::Tensor& x, const at::Tensor& weight,
-                             const at::Tensor& adjacency, const std::optional<at::Tensor>& bias) {
-  TORCH_CHECK_VALUE(x.dim() == 4, op, ": x must be 4-D [N, C_in, T, V], got ", x.dim(), "-D");
-  TORCH_CHECK_VALUE(weight.dim() == 3, op, ": weight must be 3-D [K, C_out, C_in], got ",
-                    weight.dim(), "-D");
-  TORCH_CHECK_VALUE(adjacency.dim() == 3 || adjacency.dim() == 4, op,
-                    ": adjacency must be [K, V, V] or [N, K, V, V], got ", adjacency.dim(), "-D");
+// x, weight and adjacency: floating point, one dtype, one device (shared by the dense and
+// multi-dilation graph convolutions).
+inline void check_dtype_device(const char* op, const at::Tensor& x, const at::Tensor& weight,
+                               const at::Tensor& adjacency) {
   TORCH_CHECK_TYPE(at::isFloatingType(x.scalar_type()), op,
                    ": x must be a floating-point tensor, got ", x.scalar_type());
   TORCH_CHECK_TYPE(weight.scalar_type() == x.scalar_type() &&
@@ -75,6 +72,16 @@ inline Problem check_problem(const char* op, const at::Tensor& x, const at::Tens
   TORCH_CHECK_VALUE(weight.device() == x.device() && adjacency.device() == x.device(), op,
                     ": x, weight and adjacency must be on one device, got ", x.device(), ", ",
                     weight.device(), ", ", adjacency.device());
+}
+
+inline Problem check_problem(const char* op, const at::Tensor& x, const at::Tensor& weight,
+                             const at::Tensor& adjacency, const std::optional<at::Tensor>& bias) {
+  TORCH_CHECK_VALUE(x.dim() == 4, op, ": x must be 4-D [N, C_in, T, V], got ", x.dim(), "-D");
+  TORCH_CHECK_VALUE(weight.dim() == 3, op, ": weight must be 3-D [K, C_out, C_in], got ",
+                    weight.dim(), "-D");
+  TORCH_CHECK_VALUE(adjacency.dim() == 3 || adjacency.dim() == 4, op,
+                    ": adjacency must be [K, V, V] or [N, K, V, V], got ", adjacency.dim(), "-D");
+  check_dtype_device(op, x, weight, adjacency);
   Problem p = problem_sizes(op, x, weight);
   p.per_sample_adjacency = adjacency.dim() == 4;
   const int64_t a0 = p.per_sample_adjacency ? 1 : 0;

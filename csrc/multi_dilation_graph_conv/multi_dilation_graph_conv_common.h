@@ -41,15 +41,7 @@ inline Problem check_problem(const char* op, const at::Tensor& x, const at::Tens
                     weight.dim(), "-D");
   TORCH_CHECK_VALUE(adjacency.dim() == 4, op, ": adjacency must be 4-D [D, K, V, V], got ",
                     adjacency.dim(), "-D");
-  TORCH_CHECK_TYPE(at::isFloatingType(x.scalar_type()), op,
-                   ": x must be a floating-point tensor, got ", x.scalar_type());
-  TORCH_CHECK_TYPE(weight.scalar_type() == x.scalar_type() &&
-                       adjacency.scalar_type() == x.scalar_type(),
-                   op, ": x, weight and adjacency must share one dtype, got ", x.scalar_type(),
-                   ", ", weight.scalar_type(), ", ", adjacency.scalar_type());
-  TORCH_CHECK_VALUE(weight.device() == x.device() && adjacency.device() == x.device(), op,
-                    ": x, weight and adjacency must be on one device, got ", x.device(), ", ",
-                    weight.device(), ", ", adjacency.device());
+  graph_conv::check_dtype_device(op, x, weight, adjacency);
   const graph_conv::Problem sizes = graph_conv::problem_sizes(op, x, weight);
   Problem p{sizes.N, sizes.C_in, sizes.T, sizes.V, sizes.K, sizes.C_out, adjacency.size(0),
             concat, false};
