@@ -108,6 +108,27 @@ _SIGNATURE_BITS = 62
 
 
 @triton.jit
+def _gather_sources(
+    x_cols, sx_v, sx_c, col_ptr, val_ptr, begin, deg, max_deg, row_ok, c_idx, c_ok,
+    ROWS: tl.constexpr, BLOCK_C: tl.constexpr, ACC_DTYPE: tl.constexpr,
+):  # fmt: skip
+    """U[r, c] = sum_e A_e x[src_e, c] over the stored entries of each row's target: row r reads
+    ``deg[r]`` entries from ``begin[r]`` (``max_deg`` the block's largest), at ``x_cols[r]``."""
+    u_t = tl.zeros([ROWS, BLOCK_C], dtype=ACC_DTYPE)
+    for d in range(0, max_deg):
+        e_ok = row_ok & (d < deg)
+        src = tl.load(col_ptr + begin + d, mask=e_ok, other=0)
+        a = tl.load(val_ptr + begin + d, mask=e_ok, other=0.0).to(ACC_DTYPE)
+        xv = tl.load(
+            (x_cols + src * sx_v)[:, None] + c_idx[None, :] * sx_c,
+            mask=e_ok[:, None] & c_ok[None, :],
+            other=0.0,
+        )
+        u_t += xv.to(ACC_DTYPE) * a[:, None]
+    return u_t
+
+
+@triton.jit
 def _sparse_gather_mix_kernel(
     x_ptr, w_ptr, row_start_ptr, col_ptr, val_ptr,
     order_ptr, tile_k_ptr, tile_deg_ptr, tile_nk_ptr, bias_ptr, y_ptr,
@@ -162,17 +183,10 @@ def _sparse_gather_mix_kernel(
         for c0 in range(0, C_in, BLOCK_C):
             c_idx = c0 + c_off
             c_ok = c_idx < C_in
-            u_t = tl.zeros([BLOCK_T * BLOCK_J, BLOCK_C], dtype=ACC_DTYPE)
-            for d in range(0, max_deg):
-                e_ok = col_ok & (d < deg)
-                src = tl.load(col_ptr + begin + d, mask=e_ok, other=0)
-                a = tl.load(val_ptr + begin + d, mask=e_ok, other=0.0).to(ACC_DTYPE)
-                xv = tl.load(
-                    (x_cols + src * sx_v)[:, None] + c_idx[None, :] * sx_c,
-                    mask=e_ok[:, None] & c_ok[None, :],
-                    other=0.0,
-                )
-                u_t += xv.to(ACC_DTYPE) * a[:, None]
+            u_t = _gather_sources(
+                x_cols, sx_v, sx_c, col_ptr, val_ptr, begin, deg, max_deg, col_ok, c_idx, c_ok,
+                BLOCK_T * BLOCK_J, BLOCK_C, ACC_DTYPE,
+            )  # fmt: skip
             w_t = tl.load(  # W_k^T tile: [c, o]
                 w_ptr + k * sw_k + c_idx[:, None] * sw_c + o_idx[None, :] * sw_o,
                 mask=c_ok[:, None] & o_ok[None, :],
@@ -247,17 +261,10 @@ def _sparse_dweight_kernel(
             other=0.0,
         )
         x_cols = x_ptr + n * sx_n + t * sx_t
-        u_t = tl.zeros([BLOCK_T * BLOCK_J, BLOCK_C], dtype=ACC_DTYPE)
-        for d in range(0, max_deg):
-            e_ok = ok & (d < deg)
-            src = tl.load(col_ptr + begin + d, mask=e_ok, other=0)
-            a = tl.load(val_ptr + begin + d, mask=e_ok, other=0.0).to(ACC_DTYPE)
-            xv = tl.load(
-                (x_cols + src * sx_v)[:, None] + c_idx[None, :] * sx_c,
-                mask=e_ok[:, None] & c_ok[None, :],
-                other=0.0,
-            )
-            u_t += xv.to(ACC_DTYPE) * a[:, None]
+        u_t = _gather_sources(
+            x_cols, sx_v, sx_c, col_ptr, val_ptr, begin, deg, max_deg, ok, c_idx, c_ok,
+            BLOCK_T * BLOCK_J, BLOCK_C, ACC_DTYPE,
+        )  # fmt: skip
         acc = tl.dot(
             tl.trans(g_t), u_t.to(dtype), acc, input_precision=PRECISION, out_dtype=ACC_DTYPE
         )
