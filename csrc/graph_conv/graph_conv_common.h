@@ -40,6 +40,14 @@ inline Problem problem_sizes(const char* op, const at::Tensor& x, const at::Tens
   return p;
 }
 
+// A bias of x's dtype and on x's device (the dense, sparse and multi-dilation checks).
+inline void check_bias_dtype_device(const char* op, const at::Tensor& b, const at::Tensor& x) {
+  TORCH_CHECK_TYPE(b.scalar_type() == x.scalar_type(), op, ": bias dtype must be ",
+                   x.scalar_type(), ", got ", b.scalar_type());
+  TORCH_CHECK_VALUE(b.device() == x.device(), op, ": bias must be on ", x.device(), ", got ",
+                    b.device());
+}
+
 // bias: none, [C_out] (added after aggregation) or [K, C_out] (before), of x's dtype and device;
 // sets p.has_bias and p.bias_before_aggregation.
 inline void check_bias(const char* op, const std::optional<at::Tensor>& bias, const at::Tensor& x,
@@ -47,10 +55,7 @@ inline void check_bias(const char* op, const std::optional<at::Tensor>& bias, co
   p.has_bias = bias.has_value() && bias->defined();
   if (p.has_bias) {
     const at::Tensor& b = *bias;
-    TORCH_CHECK_TYPE(b.scalar_type() == x.scalar_type(), op, ": bias dtype must be ",
-                     x.scalar_type(), ", got ", b.scalar_type());
-    TORCH_CHECK_VALUE(b.device() == x.device(), op, ": bias must be on ", x.device(), ", got ",
-                      b.device());
+    check_bias_dtype_device(op, b, x);
     const bool after = b.dim() == 1 && b.size(0) == p.C_out;
     const bool before = b.dim() == 2 && b.size(0) == p.K && b.size(1) == p.C_out;
     TORCH_CHECK_VALUE(after || before, op, ": bias must be [C_out]=[", p.C_out, "] or [K, C_out]=[",

@@ -55,10 +55,7 @@ inline Problem check_problem(const char* op, const at::Tensor& x, const at::Tens
   p.has_bias = bias.has_value() && bias->defined();
   if (p.has_bias) {
     const at::Tensor& b = *bias;
-    TORCH_CHECK_TYPE(b.scalar_type() == x.scalar_type(), op, ": bias dtype must be ",
-                     x.scalar_type(), ", got ", b.scalar_type());
-    TORCH_CHECK_VALUE(b.device() == x.device(), op, ": bias must be on ", x.device(), ", got ",
-                      b.device());
+    graph_conv::check_bias_dtype_device(op, b, x);
     TORCH_CHECK_VALUE(b.dim() == 1 && b.size(0) == p.out_channels(), op, ": bias must be [",
                       concat ? "D * C_out" : "C_out", "]=[", p.out_channels(), "], got shape ",
                       b.sizes());
