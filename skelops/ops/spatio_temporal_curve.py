@@ -77,11 +77,15 @@ def spatio_temporal_curve(
             backend.
     """
     key = x if key is None else key
-    _check_arguments(x, key, candidates, length)
+    _check_arguments(x, key, candidates, length, check_values=False)
     s = curve_scale(key.shape[1], scale)
     if not math.isfinite(s):
         raise ValueError(f"scale must be finite, got {s}")
     chosen = resolve_backend("spatio_temporal_curve", backend, x.device)
+    # On a GPU the CUDA glue checks the candidate rows once per tensor version and the Triton op
+    # checks them itself: checking here too would synchronise the device on every call.
+    if candidates is not None and (x.device.type != "cuda" or chosen == "reference"):
+        _check_candidate_rows(candidates)
     if chosen == "reference":
         return reference.spatio_temporal_curve(x, length, key, candidates, s)
     op = (
@@ -130,11 +134,15 @@ def _check_arguments(
             )
         if tuple(candidates.shape) != (v, v):
             raise ValueError(f"candidates must be [V, V]=[{v}, {v}], got {tuple(candidates.shape)}")
-        if check_values and not torch.compiler.is_compiling() and not bool(candidates.any(1).all()):
-            empty = (~candidates.any(1)).nonzero().flatten().tolist()
-            raise ValueError(
-                f"candidates must give every joint a candidate; rows {empty} are empty"
-            )
+        if check_values:
+            _check_candidate_rows(candidates)
+
+
+def _check_candidate_rows(candidates: Tensor) -> None:
+    """Every joint needs a candidate (not checked while compiling: it reads the values)."""
+    if not torch.compiler.is_compiling() and not bool(candidates.any(1).all()):
+        empty = (~candidates.any(1)).nonzero().flatten().tolist()
+        raise ValueError(f"candidates must give every joint a candidate; rows {empty} are empty")
 
 
 # --- fake kernels (shapes for torch.compile / meta tensors) -----------------------------------
