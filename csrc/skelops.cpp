@@ -66,6 +66,25 @@ TORCH_LIBRARY(skelops, m) {
       "Tensor next_joint, Tensor log_prob, Tensor log_normalizer, int length, float scale, "
       "bool[2] output_mask) -> (Tensor, Tensor)",
       {at::Tag::pt2_compliant_tag});
+  // Partitioned self-attention (SkateFormer's Skate-MSA): q, k, v [B, H, T, V, D] attend within
+  // every (frame window x joint group) partition given by frame_partition [P, W] and
+  // joint_partition [G, J] (index tensors, permutations of range(T) / range(V)); bias none,
+  // [2W - 1, H] or [2W - 1, J, J, H] (relative-position table); dropout on the probabilities
+  // by a counter-based hash of seed (partition_attention_math.h). Returns out (q's shape, in
+  // q's memory layout) and the per-query log-sum-exp of the scores lse [B, H, T, V] (float32;
+  // float64 for float64 inputs), which the backward reuses.
+  m.def(
+      "partition_attention(Tensor q, Tensor k, Tensor v, Tensor joint_partition, "
+      "Tensor frame_partition, Tensor? bias, float scale, float dropout_p, int seed) "
+      "-> (Tensor, Tensor)",
+      {at::Tag::pt2_compliant_tag});
+  // Gradients (q, k, v, bias) for output_mask; a masked-out one (or the absent bias's) is an
+  // empty tensor.
+  m.def(
+      "partition_attention_backward(Tensor grad_out, Tensor q, Tensor k, Tensor v, Tensor out, "
+      "Tensor lse, Tensor joint_partition, Tensor frame_partition, Tensor? bias, float scale, "
+      "float dropout_p, int seed, bool[4] output_mask) -> (Tensor, Tensor, Tensor, Tensor)",
+      {at::Tag::pt2_compliant_tag});
 }
 
 namespace {

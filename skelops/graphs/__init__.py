@@ -12,6 +12,7 @@ from .adjacency import build_adjacency, dilated_adjacency, hop_distance, normali
 from .hdgcn import hdgcn_adjacency, hdgcn_groups
 from .layouts import Layout, get_layout, list_layouts, register_layout
 from .mpgcn import PanoramicGraph, mpgcn_adjacency, panoramic_graph, to_panoramic
+from .partitions import frame_windows, joint_groups, skate_type_partitions
 from .sparse import (
     BlockDiagonalAdjacency,
     SparseAdjacency,
@@ -29,10 +30,12 @@ __all__ = [
     "bone_stream",
     "build_adjacency",
     "dilated_adjacency",
+    "frame_windows",
     "get_layout",
     "hdgcn_adjacency",
     "hdgcn_groups",
     "hop_distance",
+    "joint_groups",
     "jvbm_features",
     "list_layouts",
     "motion_stream",
@@ -41,6 +44,7 @@ __all__ = [
     "panoramic_graph",
     "register_layout",
     "select_joints",
+    "skate_type_partitions",
     "check_csr",
     "to_block_diagonal",
     "to_panoramic",
