@@ -11,7 +11,12 @@ _C = _load_extension()
 __version__ = "0.1.0"
 
 from . import graphs, models, nn, ops, reference  # noqa: E402  (after the extension registered ops)
-from .ops import graph_conv, multi_dilation_graph_conv, spatio_temporal_curve  # noqa: E402
+from .ops import (  # noqa: E402
+    graph_conv,
+    multi_dilation_graph_conv,
+    partition_attention,
+    spatio_temporal_curve,
+)
 
 __all__ = [
     "build_info",
@@ -21,6 +26,7 @@ __all__ = [
     "multi_dilation_graph_conv",
     "nn",
     "ops",
+    "partition_attention",
     "reference",
     "spatio_temporal_curve",
 ]

@@ -27,11 +27,11 @@
 #include <c10/core/TensorImpl.h>
 #include <c10/util/Exception.h>
 #include <c10/util/intrusive_ptr.h>
+#include <skelops/checked_tensors.h>
 
 #include <array>
 #include <cstdint>
 #include <limits>
-#include <mutex>
 #include <optional>
 #include <vector>
 
@@ -101,59 +101,23 @@ inline void check_csr(const char* op, const at::Tensor& crow, const at::Tensor& 
   }
 }
 
-// Structures already checked on a GPU, so that a training loop does not copy the indices to
-// the host (a device synchronisation) on every call. An entry matches only while both index
-// tensors are the same live TensorImpls at the same version counter (in-place edits bump it),
-// with the same sizes.
-struct CheckedStructure {
-  c10::weak_intrusive_ptr<c10::TensorImpl> crow, col;
-  uint32_t crow_version, col_version;
-  int64_t V;
-};
-
-inline bool trackable(const at::Tensor& t) {
-  return !t.unsafeGetTensorImpl()->is_inference() && t.unsafeGetTensorImpl()->version_counter().enabled();
-}
-
 inline bool same_impl(const c10::weak_intrusive_ptr<c10::TensorImpl>& weak, const at::Tensor& t) {
   const auto strong = weak.lock();
   return strong.defined() && strong.get() == t.unsafeGetTensorImpl();
 }
 
+// The structure is checked on the host; for GPU tensors once per live pair of index tensors and
+// versions (skelops/checked_tensors.h), so that a training loop does not synchronise every call.
 inline void check_csr_cached(const char* op, const at::Tensor& crow, const at::Tensor& col,
                              int64_t K, int64_t V, int64_t nnz) {
-  if (crow.device().is_cpu() || !trackable(crow) || !trackable(col)) {
+  if (crow.device().is_cpu()) {
     check_csr(op, crow, col, K, V, nnz);
     return;
   }
-  static std::mutex mutex;
-  static std::vector<CheckedStructure> checked;
-  constexpr size_t kCapacity = 64;
-  const uint32_t crow_version = crow.unsafeGetTensorImpl()->version_counter().current_version();
-  const uint32_t col_version = col.unsafeGetTensorImpl()->version_counter().current_version();
-  {
-    std::lock_guard<std::mutex> lock(mutex);
-    for (const auto& entry : checked) {
-      if (entry.V == V && entry.crow_version == crow_version &&
-          entry.col_version == col_version && same_impl(entry.crow, crow) &&
-          same_impl(entry.col, col)) {
-        return;
-      }
-    }
-  }
-  check_csr(op, crow, col, K, V, nnz);
-  std::lock_guard<std::mutex> lock(mutex);
-  // Forget entries whose tensors are gone; if still full, the oldest.
-  std::vector<CheckedStructure> alive;
-  for (auto& entry : checked) {
-    if (!entry.crow.expired() && !entry.col.expired()) alive.push_back(std::move(entry));
-  }
-  if (alive.size() >= kCapacity) alive.erase(alive.begin());
-  alive.push_back(CheckedStructure{
-      c10::weak_intrusive_ptr<c10::TensorImpl>(crow.getIntrusivePtr()),
-      c10::weak_intrusive_ptr<c10::TensorImpl>(col.getIntrusivePtr()), crow_version, col_version,
-      V});
-  checked = std::move(alive);
+  static CheckedTensors<2> checked;
+  // The check depends on K, V and nnz; crow's shape holds K and V, so V and nnz make the key.
+  checked.check_once({&crow, &col}, V * (int64_t{1} << 40) + nnz,
+                     [&] { check_csr(op, crow, col, K, V, nnz); });
 }
 
 }  // namespace detail

@@ -111,7 +111,7 @@ std::shared_ptr<const Plan> plan_for(const at::Tensor& crow, const at::Tensor& c
   static std::mutex mutex;
   static std::vector<CachedPlan> cache;
   constexpr size_t kCapacity = 64;
-  const bool cacheable = detail::trackable(crow) && detail::trackable(col);
+  const bool cacheable = version_tracked(crow) && version_tracked(col);
   std::shared_ptr<const Plan> plan;
   uint32_t crow_version = 0, col_version = 0;
   if (cacheable) {

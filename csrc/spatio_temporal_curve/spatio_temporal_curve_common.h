@@ -10,14 +10,12 @@
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/any.h>
 #include <ATen/ops/empty.h>
-#include <c10/core/TensorImpl.h>
 #include <c10/util/Exception.h>
-#include <c10/util/intrusive_ptr.h>
+#include <skelops/checked_tensors.h>
 
 #include <array>
 #include <cmath>
 #include <cstdint>
-#include <mutex>
 #include <optional>
 #include <vector>
 
@@ -49,51 +47,15 @@ inline void check_candidate_rows(const char* op, const at::Tensor& candidates, i
   }
 }
 
-// Candidate masks already checked on a GPU, so that a training loop does not copy the mask to
-// the host (a device synchronisation) on every call. An entry matches only while the mask is
-// the same live TensorImpl at the same version counter (in-place edits bump it).
-struct CheckedMask {
-  c10::weak_intrusive_ptr<c10::TensorImpl> mask;
-  uint32_t version;
-  int64_t V;
-};
-
-inline bool trackable(const at::Tensor& t) {
-  auto* impl = t.unsafeGetTensorImpl();
-  return !impl->is_inference() && impl->version_counter().enabled();
-}
-
+// Candidate masks are checked on the host; for GPU tensors once per live mask and version
+// (skelops/checked_tensors.h), so that a training loop does not synchronise on every call.
 inline void check_candidate_rows_cached(const char* op, const at::Tensor& candidates, int64_t V) {
-  if (candidates.device().is_cpu() || !trackable(candidates)) {
+  if (candidates.device().is_cpu()) {
     check_candidate_rows(op, candidates, V);
     return;
   }
-  static std::mutex mutex;
-  static std::vector<CheckedMask> checked;
-  constexpr size_t kCapacity = 64;
-  const uint32_t version = candidates.unsafeGetTensorImpl()->version_counter().current_version();
-  auto matches = [&](const CheckedMask& entry) {
-    const auto strong = entry.mask.lock();
-    return entry.V == V && entry.version == version && strong.defined() &&
-           strong.get() == candidates.unsafeGetTensorImpl();
-  };
-  {
-    std::lock_guard<std::mutex> lock(mutex);
-    for (const auto& entry : checked) {
-      if (matches(entry)) return;
-    }
-  }
-  check_candidate_rows(op, candidates, V);
-  std::lock_guard<std::mutex> lock(mutex);
-  // Forget entries whose masks are gone; if still full, the oldest.
-  std::vector<CheckedMask> alive;
-  for (auto& entry : checked) {
-    if (!entry.mask.expired()) alive.push_back(std::move(entry));
-  }
-  if (alive.size() >= kCapacity) alive.erase(alive.begin());
-  alive.push_back(CheckedMask{
-      c10::weak_intrusive_ptr<c10::TensorImpl>(candidates.getIntrusivePtr()), version, V});
-  checked = std::move(alive);
+  static CheckedTensors<1> checked;
+  checked.check_once({&candidates}, V, [&] { check_candidate_rows(op, candidates, V); });
 }
 
 }  // namespace detail

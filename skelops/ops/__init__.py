@@ -7,6 +7,7 @@ as an operator of its own) plus ``torch.ops.skelops.<name>_triton`` for the Trit
 from ._common import BACKENDS, available_backends
 from .graph_conv import graph_conv
 from .multi_dilation_graph_conv import multi_dilation_graph_conv
+from .partition_attention import partition_attention
 from .spatio_temporal_curve import spatio_temporal_curve
 
 __all__ = [
@@ -14,5 +15,6 @@ __all__ = [
     "available_backends",
     "graph_conv",
     "multi_dilation_graph_conv",
+    "partition_attention",
     "spatio_temporal_curve",
 ]

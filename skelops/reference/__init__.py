@@ -3,12 +3,14 @@ fallback where no compiled or Triton kernel applies."""
 
 from .graph_conv import graph_conv
 from .multi_dilation_graph_conv import multi_dilation_graph_conv
+from .partition_attention import partition_attention
 from .sparse_graph_conv import sparse_graph_conv
 from .spatio_temporal_curve import spatio_temporal_curve
 
 __all__ = [
     "graph_conv",
     "multi_dilation_graph_conv",
+    "partition_attention",
     "spatio_temporal_curve",
     "sparse_graph_conv",
 ]

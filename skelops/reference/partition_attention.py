@@ -145,9 +145,7 @@ def partition_attention(
     ``N x N`` dropout mask): what the fused kernels avoid.
     """
     bsz, heads, frames, joints, head_dim = q.shape
-    num_windows, window = frame_partition.shape
-    num_groups, group = joint_partition.shape
-    n = window * group
+    window, group = frame_partition.shape[1], joint_partition.shape[1]
     s = attention_scale(head_dim, scale)
     qp, kp, vp = (_gather_partitions(x, joint_partition, frame_partition) for x in (q, k, v))
     scores = torch.matmul(qp * s, kp.transpose(-1, -2))  # [B, H, P, G, N, N]
