@@ -212,10 +212,11 @@ def test_forward_backward(case, backend, device):
                 continue
             assert t.grad is not None and t.grad.dtype == dtype, name
             assert_close_scaled(t.grad, e.grad, dtype)
-            if name != "b":
-                assert t.grad.stride() == layout_like(t), name
-        # Not vacuous: the gradients are of the size of the inputs.
-        assert exact[0].grad.abs().max() > 1e-2
+        # Not vacuous: the gradients are of the size of the inputs (a query alone in its
+        # partition has probability 1 whatever its score: no q gradient).
+        assert exact[2].grad.abs().max() > 1e-2
+        if case.window * case.group > 1:
+            assert exact[0].grad.abs().max() > 1e-2
 
 
 @pytest.mark.parametrize("device", ALL_DEVICES)
@@ -246,6 +247,10 @@ def test_masked_gradients_match_and_are_skipped():
     grad = torch.randn(q.shape, dtype=torch.float64)
     args = (grad, q, k, v, out, lse, jp, fp, bias, s, 0.3, 9)
     full = torch.ops.skelops.partition_attention_backward(*args, [True] * 4)
+    # The gradients keep q's, k's and v's layouts (heads sliced from one projection here; a
+    # leaf's .grad would be re-laid out by autograd).
+    for t, g in zip((q, k, v), full[:3], strict=True):
+        assert not t.is_contiguous() and g.stride() == layout_like(t)
     for i in range(4):
         part = torch.ops.skelops.partition_attention_backward(*args, [j == i for j in range(4)])
         torch.testing.assert_close(part[i], full[i])

@@ -47,6 +47,14 @@ SKELOPS_HD uint32_t dropout_bits(uint32_t key, uint64_t element) {
   return mix32(mix32(key ^ static_cast<uint32_t>(element >> 32)) ^ static_cast<uint32_t>(element));
 }
 
+// Dropout element number e of probability (x, y): query x = (frame t_x, joint u_x) of batch b,
+// head h, and key y at position n_y of its partition of N tokens.
+SKELOPS_HD uint64_t dropout_element(int64_t H, int64_t T, int64_t V, int64_t N, int64_t b,
+                                    int64_t h, int64_t t_x, int64_t u_x, int64_t n_y) {
+  return static_cast<uint64_t>(((b * H + h) * T + t_x) * V + u_x) * static_cast<uint64_t>(N) +
+         static_cast<uint64_t>(n_y);
+}
+
 // Offset of bias(x, y) of head h in the table (BiasKind kFrameOffset / kFrameJointOffset);
 // a_* are window positions, i_* group positions.
 SKELOPS_HD int64_t bias_offset(int32_t kind, int64_t W, int64_t J, int64_t H, int64_t h,
