@@ -12,7 +12,7 @@ from .adjacency import build_adjacency, dilated_adjacency, hop_distance, normali
 from .hdgcn import hdgcn_adjacency, hdgcn_groups
 from .layouts import Layout, get_layout, list_layouts, register_layout
 from .mpgcn import PanoramicGraph, mpgcn_adjacency, panoramic_graph, to_panoramic
-from .partitions import frame_windows, joint_groups, skate_type_partitions
+from .partitions import frame_windows, joint_groups, skate_joint_order, skate_type_partitions
 from .sparse import (
     BlockDiagonalAdjacency,
     SparseAdjacency,
@@ -44,6 +44,7 @@ __all__ = [
     "panoramic_graph",
     "register_layout",
     "select_joints",
+    "skate_joint_order",
     "skate_type_partitions",
     "check_csr",
     "to_block_diagonal",

@@ -9,13 +9,27 @@ SkateFormer (Do and Kim, ECCV 2024) combines two joint and two frame partitions 
 Skate-Types: neighbouring joints (consecutive body-part groups) or distant joints (the k-th joint
 of every group), times local frames (windows of consecutive frames) or global frames (frames at
 a stride of T / W).
+
+Its neighbouring-joint groups are only body parts when the joints are ordered part by part:
+:func:`skate_joint_order` gives that order for the layouts SkateFormer was trained on.
 """
 
 from __future__ import annotations
 
 import torch
 
-__all__ = ["frame_windows", "joint_groups", "skate_type_partitions"]
+from .layouts import Layout, get_layout
+
+__all__ = ["frame_windows", "joint_groups", "skate_joint_order", "skate_type_partitions"]
+
+# SkateFormer's NW-UCLA feeder (feeders/feeder_ucla.py, ``partition=True``), 1-based Kinect v1
+# joints in five 4-joint groups. The feeder calls them right arm, left arm, right leg, left leg
+# and torso; by the Kinect names they are the left arm, right arm, left leg, right leg.
+_UCLA_SKATE_GROUPS_ONE_BASED = ((5, 6, 7, 8), (9, 10, 11, 12), (13, 14, 15, 16), (17, 18, 19, 20),
+                                (2, 3, 1, 4))  # fmt: skip
+# 25-joint NTU layouts share the dataset's joint order; their SkateFormer order is the
+# ``ntu_skateformer`` layout's selection (joint 21, spine_shoulder, dropped).
+_NTU_LAYOUTS = ("ntu_stgcn", "ntu_pyskl")
 
 _JOINT_KINDS = ("neighbour", "distant")
 _FRAME_KINDS = ("local", "global")
@@ -49,9 +63,7 @@ def joint_groups(
     return index.view(group_size, groups).t().contiguous()
 
 
-def frame_windows(
-    num_frames: int, window: int, kind: str = "local", device=None
-) -> torch.Tensor:
+def frame_windows(num_frames: int, window: int, kind: str = "local", device=None) -> torch.Tensor:
     """``[num_frames // window, window]`` int64 frame windows.
 
     ``"local"``: window ``p`` is frames ``p * W .. p * W + W - 1``. ``"global"``: with
@@ -65,6 +77,27 @@ def frame_windows(
     if kind == "local":
         return index.view(windows, window)
     return index.view(window, windows).t().contiguous()
+
+
+def skate_joint_order(layout: str | Layout) -> list[int]:
+    """0-based joints of ``layout``, in the order SkateFormer's feeders put them: whole body parts
+    of 4 joints one after the other, so that its neighbouring-joint groups are body parts.
+
+    ``x[:, :, :, skate_joint_order(layout)]`` turns ``[N, C, T, V, M]`` input in the layout's
+    order into SkateFormer's. ``"ntu_stgcn"`` / ``"ntu_pyskl"`` (25 NTU joints): 24 joints in six
+    groups (the feeder's arms with their hand joints, legs, shoulders and elbows, spine and head;
+    spine_shoulder dropped), the ``"ntu_skateformer"`` layout's joints. ``"nw_ucla"`` (20 Kinect
+    v1 joints): all 20 in five groups (arms, legs, torso).
+    """
+    name = get_layout(layout).name
+    if name in _NTU_LAYOUTS:
+        return list(get_layout("ntu_skateformer").base_indices)
+    if name == "nw_ucla":
+        return [joint - 1 for group in _UCLA_SKATE_GROUPS_ONE_BASED for joint in group]
+    raise ValueError(
+        f"layout must be one of {[*_NTU_LAYOUTS, 'nw_ucla']} (SkateFormer's joint orders), "
+        f"got {name!r}"
+    )
 
 
 def skate_type_partitions(

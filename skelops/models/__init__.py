@@ -3,7 +3,7 @@
 Build one with :func:`create`, e.g. ``skelops.models.create("stgcn", preset="ntu60")``.
 """
 
-from . import ensemble1d, hdgcn, mans, mpgcn, stcnet, stgcn  # noqa: F401  (importing registers)
+from . import ensemble1d, hdgcn, mans, mpgcn, skateformer, stcnet, stgcn  # noqa: F401  (registers)
 from .mpgcn import MPGCN
 from .registry import (
     Preset,
@@ -14,12 +14,14 @@ from .registry import (
     list_presets,
     register_model,
 )
+from .skateformer import SkateFormer
 from .stcnet import STCNet
 
 __all__ = [
     "MPGCN",
     "Preset",
     "STCNet",
+    "SkateFormer",
     "count_parameters",
     "create",
     "get_preset",
