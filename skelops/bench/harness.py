@@ -374,6 +374,7 @@ def run(
     from . import graph_conv as _graph_conv  # noqa: F401  (registers its cases)
     from . import models as _models  # noqa: F401
     from . import multi_dilation_graph_conv as _multi_dilation_graph_conv  # noqa: F401
+    from . import partition_attention as _partition_attention  # noqa: F401
     from . import sparse_graph_conv as _sparse_graph_conv  # noqa: F401
     from . import spatio_temporal_curve as _spatio_temporal_curve  # noqa: F401
 

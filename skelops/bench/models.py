@@ -33,6 +33,13 @@ MODEL_CASES = {
         "no official STC-Net code; input and batch of Jho-Yonsei/HD-GCN "
         "config/nturgbd-cross-subject/joint_com_21.yaml",
     ),
+    "skateformer": (
+        "ntu60",
+        (3, 64, 24, 2),  # the official feeder's 24 reordered joints
+        128,
+        16,
+        "KAIST-VICLab/SkateFormer config/train/ntu_cs/SkateFormer_j.yaml",
+    ),
     "mpgcn": (
         "volleyball",
         (4, 4, 20, 216, 1),  # [I (J, V, B, M branches), C, T, V, M]
