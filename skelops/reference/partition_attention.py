@@ -86,15 +86,21 @@ def partition_bias(bias: torch.Tensor, window: int, group: int) -> torch.Tensor:
     return table.reshape(n, n, heads).permute(2, 0, 1)
 
 
+def _token_order(joint_partition: torch.Tensor, frame_partition: torch.Tensor) -> torch.Tensor:
+    """int64 ``[P * G * W * J]``: the flat token ``t * V + u`` of every partition slot, in the
+    order ``(p, g, a, i)`` (partition major, window position major inside a partition)."""
+    num_joints = joint_partition.numel()
+    t = frame_partition[:, None, :, None]  # [P, 1, W, 1]
+    u = joint_partition[None, :, None, :]  # [1, G, 1, J]
+    return (t * num_joints + u).reshape(-1).long()
+
+
 def _gather_partitions(
-    x: torch.Tensor, joint_partition: torch.Tensor, frame_partition: torch.Tensor
+    x: torch.Tensor, order: torch.Tensor, blocks: tuple[int, ...]
 ) -> torch.Tensor:
-    """``[B, H, T, V, D] -> [B, H, P, G, W * J, D]`` (window position major inside a block)."""
-    b, h, _, _, d = x.shape
-    p, w = frame_partition.shape
-    g, j = joint_partition.shape
-    blocks = x[:, :, frame_partition][:, :, :, :, joint_partition]  # [B, H, P, W, G, J, D]
-    return blocks.permute(0, 1, 2, 4, 3, 5, 6).reshape(b, h, p, g, w * j, d)
+    """``[B, H, T, V, D] -> [B, H, P, G, W * J, D]``: one gather of the tokens in ``order``."""
+    b, h, t, v, d = x.shape
+    return x.reshape(b, h, t * v, d).index_select(2, order).view(b, h, *blocks, d)
 
 
 def partition_attention(
@@ -147,50 +153,38 @@ def partition_attention(
     bsz, heads, frames, joints, head_dim = q.shape
     window, group = frame_partition.shape[1], joint_partition.shape[1]
     s = attention_scale(head_dim, scale)
-    qp, kp, vp = (_gather_partitions(x, joint_partition, frame_partition) for x in (q, k, v))
+    num_windows, num_groups = frame_partition.shape[0], joint_partition.shape[0]
+    blocks = (num_windows, num_groups, window * group)
+    order = _token_order(joint_partition.to(q.device), frame_partition.to(q.device))
+    qp, kp, vp = (_gather_partitions(x, order, blocks) for x in (q, k, v))
     scores = torch.matmul(qp * s, kp.transpose(-1, -2))  # [B, H, P, G, N, N]
     if bias is not None:
         scores = scores + partition_bias(bias, window, group)[None, :, None, None].to(scores)
     lse = torch.logsumexp(scores, dim=-1)
     probs = torch.exp(scores - lse[..., None])
     if dropout_p > 0:
-        element = _dropout_elements(
-            bsz, heads, frames, joints, joint_partition, frame_partition, q.device
-        )
+        element = _dropout_elements(bsz, heads, frames * joints, order, blocks)
         keep = dropout_keep(seed, element, dropout_p)
         probs = probs * keep / (1.0 - dropout_p)
     out_blocks = torch.matmul(probs, vp)  # [B, H, P, G, N, D]
-    out = _scatter_partitions(out_blocks, joint_partition, frame_partition, head_dim)
+    # Back to [B, H, T, V]: every token's slot in the partition order (its rank).
+    rank = torch.argsort(order)
+    out = out_blocks.reshape(bsz, heads, -1, head_dim).index_select(2, rank)
+    out = out.view(bsz, heads, frames, joints, head_dim)
     if not return_lse:
         return out
-    lse_tokens = _scatter_partitions(lse[..., None], joint_partition, frame_partition, 1)
-    return out, lse_tokens[..., 0]
+    lse_tokens = lse.reshape(bsz, heads, -1).index_select(2, rank)
+    return out, lse_tokens.view(bsz, heads, frames, joints)
 
 
-def _dropout_elements(bsz, heads, frames, joints, joint_partition, frame_partition, device):
-    """int64 ``[B, H, P, G, N, N]`` element numbers of the attention probabilities."""
-    num_windows, window = frame_partition.shape
-    num_groups, group = joint_partition.shape
-    n = window * group
-    t = frame_partition.to(device)[:, None, :, None].expand(num_windows, num_groups, window, group)
-    u = joint_partition.to(device)[None, :, None, :].expand(num_windows, num_groups, window, group)
-    token = (t * joints + u).reshape(num_windows, num_groups, n)  # query token t * V + u
-    row = torch.arange(bsz * heads, device=device, dtype=torch.int64).view(bsz, heads, 1, 1, 1)
-    query = row * (frames * joints) + token  # [B, H, P, G, N]
-    return query[..., None] * n + torch.arange(n, device=device, dtype=torch.int64)
-
-
-def _scatter_partitions(
-    blocks: torch.Tensor, joint_partition: torch.Tensor, frame_partition: torch.Tensor, d: int
+def _dropout_elements(
+    bsz: int, heads: int, tokens: int, order: torch.Tensor, blocks: tuple[int, int, int]
 ) -> torch.Tensor:
-    """Inverse of :func:`_gather_partitions`: ``[B, H, P, G, W * J, d] -> [B, H, T, V, d]``."""
-    bsz, heads = blocks.shape[:2]
-    num_windows, window = frame_partition.shape
-    num_groups, group = joint_partition.shape
-    ordered = blocks.reshape(bsz, heads, num_windows, num_groups, window, group, d)
-    ordered = ordered.permute(0, 1, 2, 4, 3, 5, 6).reshape(
-        bsz, heads, num_windows * window, num_groups * group, d
-    )  # frames in partition order (p, a), joints in (g, i)
-    frame_rank = torch.argsort(frame_partition.flatten().to(blocks.device))
-    joint_rank = torch.argsort(joint_partition.flatten().to(blocks.device))
-    return ordered[:, :, frame_rank][:, :, :, joint_rank]
+    """int64 ``[B, H, P, G, N, N]`` element numbers of the attention probabilities
+    (``tokens = T * V``; ``order`` from :func:`_token_order`)."""
+    n = blocks[-1]
+    row = torch.arange(bsz * heads, device=order.device, dtype=torch.int64).view(
+        bsz, heads, 1, 1, 1
+    )
+    query = row * tokens + order.view(blocks)  # [B, H, P, G, N]: (b * H + h) * T * V + t * V + u
+    return query[..., None] * n + torch.arange(n, device=order.device, dtype=torch.int64)
