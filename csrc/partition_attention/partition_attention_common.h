@@ -61,6 +61,17 @@ inline at::Tensor empty_like_layout(const at::Tensor& like) {
 
 namespace detail {
 
+// `t` (named `name`) must have q's shape, dtype and device.
+inline void check_like_q(const char* op, const char* name, const at::Tensor& t,
+                         const at::Tensor& q) {
+  TORCH_CHECK_VALUE(t.sizes() == q.sizes(), op, ": ", name, " must have q's shape ", q.sizes(),
+                    ", got ", t.sizes());
+  TORCH_CHECK_TYPE(t.scalar_type() == q.scalar_type(), op, ": ", name, " dtype must be q's (",
+                   q.scalar_type(), "), got ", t.scalar_type());
+  TORCH_CHECK_VALUE(t.device() == q.device(), op, ": ", name, " must be on q's device (",
+                    q.device(), "), got ", t.device());
+}
+
 // partition [rows, cols] (host copy) must hold every value of range(total) once.
 inline void check_permutation(const char* op, const char* name, const at::Tensor& partition,
                               int64_t total) {
@@ -104,17 +115,8 @@ inline Problem check_problem(const char* op, const at::Tensor& q, const at::Tens
   TORCH_CHECK_VALUE(q.dim() == 5, op, ": q must be 5-D [B, H, T, V, D], got ", q.dim(), "-D");
   TORCH_CHECK_TYPE(at::isFloatingType(q.scalar_type()), op,
                    ": q must be a floating-point tensor, got ", q.scalar_type());
-  const std::array<const char*, 2> names{"k", "v"};
-  const std::array<const at::Tensor*, 2> others{&k, &v};
-  for (size_t i = 0; i < others.size(); ++i) {
-    const at::Tensor& t = *others[i];
-    TORCH_CHECK_VALUE(t.sizes() == q.sizes(), op, ": ", names[i], " must have q's shape ",
-                      q.sizes(), ", got ", t.sizes());
-    TORCH_CHECK_TYPE(t.scalar_type() == q.scalar_type(), op, ": ", names[i],
-                     " dtype must be q's (", q.scalar_type(), "), got ", t.scalar_type());
-    TORCH_CHECK_VALUE(t.device() == q.device(), op, ": ", names[i], " must be on q's device (",
-                      q.device(), "), got ", t.device());
-  }
+  detail::check_like_q(op, "k", k, q);
+  detail::check_like_q(op, "v", v, q);
   Problem p{};
   p.B = q.size(0);
   p.H = q.size(1);
@@ -159,17 +161,8 @@ inline Problem check_problem(const char* op, const at::Tensor& q, const at::Tens
 inline void check_backward_inputs(const char* op, const Problem& p, const at::Tensor& q,
                                   const at::Tensor& grad_out, const at::Tensor& out,
                                   const at::Tensor& lse) {
-  const std::array<const char*, 2> names{"grad_out", "out"};
-  const std::array<const at::Tensor*, 2> tensors{&grad_out, &out};
-  for (size_t i = 0; i < tensors.size(); ++i) {
-    const at::Tensor& t = *tensors[i];
-    TORCH_CHECK_VALUE(t.sizes() == q.sizes(), op, ": ", names[i], " must have q's shape ",
-                      q.sizes(), ", got ", t.sizes());
-    TORCH_CHECK_TYPE(t.scalar_type() == q.scalar_type(), op, ": ", names[i],
-                     " dtype must be q's (", q.scalar_type(), "), got ", t.scalar_type());
-    TORCH_CHECK_VALUE(t.device() == q.device(), op, ": ", names[i], " must be on q's device (",
-                      q.device(), "), got ", t.device());
-  }
+  detail::check_like_q(op, "grad_out", grad_out, q);
+  detail::check_like_q(op, "out", out, q);
   TORCH_CHECK_VALUE(lse.dim() == 4 && lse.size(0) == p.B && lse.size(1) == p.H &&
                         lse.size(2) == p.T && lse.size(3) == p.V,
                     op, ": lse must be [B, H, T, V] = [", p.B, ", ", p.H, ", ", p.T, ", ", p.V,

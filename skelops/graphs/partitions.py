@@ -35,13 +35,25 @@ _JOINT_KINDS = ("neighbour", "distant")
 _FRAME_KINDS = ("local", "global")
 
 
-def _check_split(name: str, total: int, size: int, what: str) -> int:
-    for arg, value in ((name, size), (what, total)):
+def _split(
+    total: int, size: int, kind: str, names: tuple[str, str], kinds: tuple[str, str], device
+) -> torch.Tensor:
+    """``range(total)`` as ``[total // size, size]``: consecutive runs for ``kinds[0]``, runs at
+    stride ``total // size`` for ``kinds[1]``; ``names``: the size and total arguments."""
+    size_name, total_name = names
+    for arg, value in ((size_name, size), (total_name, total)):
         if isinstance(value, bool) or not isinstance(value, int):
             raise TypeError(f"{arg} must be an int, got {type(value).__name__} ({value!r})")
     if size < 1 or total < 1 or total % size:
-        raise ValueError(f"{name} must be >= 1 and divide {what}={total}, got {name}={size}")
-    return total // size
+        raise ValueError(
+            f"{size_name} must be >= 1 and divide {total_name}={total}, got {size_name}={size}"
+        )
+    if kind not in kinds:
+        raise ValueError(f"kind must be one of {kinds}, got {kind!r}")
+    index = torch.arange(total, device=device)
+    if kind == kinds[0]:
+        return index.view(total // size, size)
+    return index.view(size, total // size).t().contiguous()
 
 
 def joint_groups(
@@ -54,13 +66,8 @@ def joint_groups(
     groups, group ``g`` is joints ``g, g + G, .., g + (J - 1) G`` (the g-th joint of every
     consecutive block of G joints).
     """
-    groups = _check_split("group_size", num_joints, group_size, "num_joints")
-    if kind not in _JOINT_KINDS:
-        raise ValueError(f"kind must be one of {_JOINT_KINDS}, got {kind!r}")
-    index = torch.arange(num_joints, device=device)
-    if kind == "neighbour":
-        return index.view(groups, group_size)
-    return index.view(group_size, groups).t().contiguous()
+    names = ("group_size", "num_joints")
+    return _split(num_joints, group_size, kind, names, _JOINT_KINDS, device)
 
 
 def frame_windows(num_frames: int, window: int, kind: str = "local", device=None) -> torch.Tensor:
@@ -70,13 +77,7 @@ def frame_windows(num_frames: int, window: int, kind: str = "local", device=None
     ``P = num_frames // W`` windows, window ``p`` is frames ``p, p + P, .., p + (W - 1) P``
     (frames at stride ``T / W`` spanning the whole clip).
     """
-    windows = _check_split("window", num_frames, window, "num_frames")
-    if kind not in _FRAME_KINDS:
-        raise ValueError(f"kind must be one of {_FRAME_KINDS}, got {kind!r}")
-    index = torch.arange(num_frames, device=device)
-    if kind == "local":
-        return index.view(windows, window)
-    return index.view(window, windows).t().contiguous()
+    return _split(num_frames, window, kind, ("window", "num_frames"), _FRAME_KINDS, device)
 
 
 def skate_joint_order(layout: str | Layout) -> list[int]:

@@ -270,21 +270,20 @@ class _Stage(nn.Module):
 # introduction came back), and the official README shows results as an image: no accuracy is
 # quoted rather than one from memory.
 _NOT_RETRIEVED = "not retrieved (the paper's tables were not readable here)"
+_NTU_INPUT = (
+    "x [N, 3, 64, 24, 2] in SkateFormer's joint order (or 25 raw NTU joints), index_t [N, 64]; "
+    "partition sizes (8, 8), (8, 12), (8, 8), (8, 12)"
+)
 _PRESETS = {
-    "ntu60": Preset(
-        kwargs={"num_classes": 60},
-        description="NTU RGB+D 60: x [N, 3, 64, 24, 2] in SkateFormer's joint order (or 25 raw "
-        "NTU joints), index_t [N, 64]; partition sizes (8, 8), (8, 12), (8, 8), (8, 12)",
-        parameter_count=3_616_083,
+    f"ntu{classes}": Preset(
+        kwargs={"num_classes": classes},
+        description=f"NTU RGB+D {classes}: {_NTU_INPUT}",
+        parameter_count=count,
         reported_accuracy=_NOT_RETRIEVED,
-    ),
-    "ntu120": Preset(
-        kwargs={"num_classes": 120},
-        description="NTU RGB+D 120: x [N, 3, 64, 24, 2] in SkateFormer's joint order (or 25 raw "
-        "NTU joints), index_t [N, 64]; partition sizes (8, 8), (8, 12), (8, 8), (8, 12)",
-        parameter_count=3_627_663,
-        reported_accuracy=_NOT_RETRIEVED,
-    ),
+    )
+    for classes, count in ((60, 3_616_083), (120, 3_627_663))
+}
+_PRESETS |= {
     "nwucla": Preset(
         kwargs={
             "num_classes": 10,

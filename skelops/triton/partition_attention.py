@@ -148,6 +148,27 @@ def _load_tokens(base, offsets, valid, d, D, s_d):
 
 
 @triton.jit
+def _partition_keys(
+    k_ptr, v_ptr, frame_ptr, joint_ptr, b64, h64, p, g, T, V, W, J, D, d,
+    sk_b, sk_h, sk_t, sk_v, sk_d, sv_b, sv_h, sv_t, sv_v, sv_d, BLOCK_N: tl.constexpr,
+):  # fmt: skip
+    """Every key token of partition (p, g) of (b, h) with its k and v rows ([BLOCK_N, BLOCK_D],
+    zero where padded): what the forward and backward programs start from."""
+    key_n, a_y, i_y, t_y, u_y, valid_y = _partition_tokens(
+        frame_ptr, joint_ptr, p, g, 0, T, V, W, J, BLOCK_N
+    )
+    k = _load_tokens(
+        k_ptr + b64 * sk_b + h64 * sk_h, _token_offsets(t_y, u_y, sk_t, sk_v), valid_y,
+        d, D, sk_d,
+    )  # fmt: skip
+    v = _load_tokens(
+        v_ptr + b64 * sv_b + h64 * sv_h, _token_offsets(t_y, u_y, sv_t, sv_v), valid_y,
+        d, D, sv_d,
+    )  # fmt: skip
+    return key_n, a_y, i_y, t_y, u_y, valid_y, k, v
+
+
+@triton.jit
 def _store_tokens(base, offsets, valid, d, D, s_d, values):
     tl.store(
         base + offsets[:, None] + (d * s_d)[None, :],
@@ -219,16 +240,9 @@ def _forward_kernel(
     keep_scale = tl.load(factors_ptr + 1)
     d = tl.arange(0, BLOCK_D)
 
-    key_n, a_y, i_y, t_y, u_y, valid_y = _partition_tokens(
-        frame_ptr, joint_ptr, p, g, 0, T, V, W, J, BLOCK_N
-    )
-    k = _load_tokens(
-        k_ptr + b64 * sk_b + h64 * sk_h, _token_offsets(t_y, u_y, sk_t, sk_v), valid_y,
-        d, D, sk_d,
-    )  # fmt: skip
-    v = _load_tokens(
-        v_ptr + b64 * sv_b + h64 * sv_h, _token_offsets(t_y, u_y, sv_t, sv_v), valid_y,
-        d, D, sv_d,
+    key_n, a_y, i_y, t_y, u_y, valid_y, k, v = _partition_keys(
+        k_ptr, v_ptr, frame_ptr, joint_ptr, b64, h64, p, g, T, V, W, J, D, d,
+        sk_b, sk_h, sk_t, sk_v, sk_d, sv_b, sv_h, sv_t, sv_v, sv_d, BLOCK_N,
     )  # fmt: skip
 
     for first in range(0, N, BLOCK_M):
@@ -290,16 +304,9 @@ def _backward_kernel(
     keep_scale = tl.load(factors_ptr + 1)
     d = tl.arange(0, BLOCK_D)
 
-    key_n, a_y, i_y, t_y, u_y, valid_y = _partition_tokens(
-        frame_ptr, joint_ptr, p, g, 0, T, V, W, J, BLOCK_N
-    )
-    k = _load_tokens(
-        k_ptr + b64 * sk_b + h64 * sk_h, _token_offsets(t_y, u_y, sk_t, sk_v), valid_y,
-        d, D, sk_d,
-    )  # fmt: skip
-    v = _load_tokens(
-        v_ptr + b64 * sv_b + h64 * sv_h, _token_offsets(t_y, u_y, sv_t, sv_v), valid_y,
-        d, D, sv_d,
+    key_n, a_y, i_y, t_y, u_y, valid_y, k, v = _partition_keys(
+        k_ptr, v_ptr, frame_ptr, joint_ptr, b64, h64, p, g, T, V, W, J, D, d,
+        sk_b, sk_h, sk_t, sk_v, sk_d, sv_b, sv_h, sv_t, sv_v, sv_d, BLOCK_N,
     )  # fmt: skip
     dk = tl.zeros([BLOCK_N, BLOCK_D], dtype=ACC_DTYPE)
     dv = tl.zeros([BLOCK_N, BLOCK_D], dtype=ACC_DTYPE)
