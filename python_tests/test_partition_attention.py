@@ -5,6 +5,9 @@ Launcher-level Triton cases are in test_partition_attention_triton_kernels.py.""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from dataclasses import dataclass
 
 import pytest
@@ -567,3 +570,37 @@ def test_compiled_op_checks_values_itself(index, match):
 def test_partition_sizes_that_do_not_divide_raise(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+_BASELINE_CHECK = """
+import torch, skelops
+from skelops import graphs, reference
+torch.manual_seed(0)
+jp, fp = graphs.skate_type_partitions(2, 8, 12, (4, 6))
+q, k, v = (torch.randn(2, 3, 8, 12, 6, requires_grad=True) for _ in range(3))
+bias = torch.randn(7, 6, 6, 3, requires_grad=True)
+out = skelops.partition_attention(q, k, v, jp, fp, bias, 0.5, 0.3, seed=4, backend="cpu")
+exact = [t.detach().double().requires_grad_() for t in (q, k, v, bias)]
+ref = reference.partition_attention(*exact[:3], jp, fp, exact[3], 0.5, 0.3, 4)
+grad = torch.randn(ref.shape, dtype=torch.float64)
+out.backward(grad.float())
+ref.backward(grad)
+errors = [(out.double() - ref).abs().max().item()]
+errors += [(t.grad.double() - e.grad).abs().max().item() for t, e in zip((q, k, v, bias), exact)]
+assert max(errors) < 1e-4, errors
+print("ok", max(errors))
+"""
+
+
+def test_cpu_baseline_loops_match_the_reference():
+    """The float kernels run AVX2 + FMA loops where the CPU has them; SKELOPS_CPU_ISA=baseline
+    forces the portable loops (chosen once per process, hence a subprocess)."""
+    env = dict(os.environ, SKELOPS_CPU_ISA="baseline")
+    result = subprocess.run(
+        [sys.executable, "-c", _BASELINE_CHECK],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0 and result.stdout.startswith("ok"), result.stderr

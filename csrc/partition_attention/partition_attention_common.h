@@ -22,6 +22,7 @@
 #include <cstdint>
 #include <numeric>
 #include <optional>
+#include <tuple>
 #include <vector>
 
 namespace skelops::partition_attention {
@@ -180,5 +181,33 @@ inline at::Tensor partition_int32(const at::Tensor& partition) {
 }
 
 inline at::Tensor empty_like_none(const at::Tensor& like) { return at::empty({0}, like.options()); }
+
+// The forward's per-query log-sum-exp [B, H, T, V], contiguous, in the accumulation dtype.
+inline at::Tensor empty_lse(const at::Tensor& q, const Problem& p) {
+  return at::empty({p.B, p.H, p.T, p.V}, q.options().dtype(stats_dtype(q.scalar_type())));
+}
+
+// The backward's outputs: the gradients output_mask asks for (the bias's only with a bias),
+// each in its input's layout (empty_like_layout), the others empty_like_none.
+struct GradientOutputs {
+  bool want_q, want_k, want_v, want_bias;
+  at::Tensor q, k, v, bias;
+  bool any() const { return want_q || want_k || want_v || want_bias; }
+  std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> as_tuple() const {
+    return {q, k, v, bias};
+  }
+};
+
+inline GradientOutputs empty_gradients(const Problem& p, const at::Tensor& q, const at::Tensor& k,
+                                       const at::Tensor& v, const std::optional<at::Tensor>& bias,
+                                       std::array<bool, 4> output_mask) {
+  GradientOutputs g{output_mask[0], output_mask[1], output_mask[2],
+                    output_mask[3] && p.bias_kind != kNoBias};
+  g.q = g.want_q ? empty_like_layout(q) : empty_like_none(q);
+  g.k = g.want_k ? empty_like_layout(k) : empty_like_none(q);
+  g.v = g.want_v ? empty_like_layout(v) : empty_like_none(q);
+  g.bias = g.want_bias ? at::empty(bias->sizes(), q.options()) : empty_like_none(q);
+  return g;
+}
 
 }  // namespace skelops::partition_attention

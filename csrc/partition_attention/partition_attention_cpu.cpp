@@ -15,15 +15,25 @@
 //             (Di_x = dO_x . O_x),  dK += dS q_x scale,  dQ_x = scale dS . K;  dK and dV of the
 //             partition's keys are complete after its last row and written once (every token
 //             belongs to one partition, so each gradient element has one writer).
-// Reductions over the keys (row max, sums, dots) keep kLanes independent partial results: the
-// compiler vectorises them without reassociating (the build has no -ffast-math), and their
-// order depends on N only. The float exp is a polynomial written to vectorise (exp_in_range).
+// The per-row loops of one partition-head (partition_attention_cpu_rows_impl.h) are torch-free
+// and compiled twice: for the build's baseline ISA (SSE2 on x86-64) and, for float, with AVX2 +
+// FMA in partition_attention_avx2_cpu.cpp; this file gathers and scatters the tokens and calls
+// the AVX2 loops where the build has them and the running CPU supports both (the two builds
+// round differently where FMA contracts a multiply-add, but one machine always takes the same
+// path). Reductions over the keys (row max, sums, dots) keep kLanes independent partial
+// results: the compiler vectorises them without reassociating (the build has no -ffast-math),
+// and their order depends on N only. The float exp is a polynomial written to vectorise
+// (exp_in_range).
 // The forward runs the (b, p, g, h) partition-heads in parallel. The backward runs samples in
 // parallel, and a sample's partitions and heads in order, because dbias sums dS over all of
 // them: a sample adds its per-head N x N sums of dS into a table of its own, and the B tables
 // are summed in order afterwards, so no result depends on the thread count.
 #include "partition_attention/partition_attention_common.h"
+#include "partition_attention/partition_attention_cpu_rows.h"
 #include "partition_attention/partition_attention_math.h"
+
+#define SKELOPS_PARTITION_ATTENTION_ISA baseline
+#include "partition_attention/partition_attention_cpu_rows_impl.h"
 
 #include <skelops/cpu_tiles.h>
 
@@ -36,11 +46,10 @@
 
 #include <algorithm>
 #include <array>
-#include <cmath>
 #include <cstdint>
-#include <cstring>
-#include <limits>
+#include <cstdlib>
 #include <optional>
+#include <string_view>
 #include <tuple>
 #include <type_traits>
 #include <vector>
@@ -50,125 +59,11 @@ namespace {
 
 using skelops::cpu::Scratch;
 
-// Interleaved partial results of a reduction over a row of keys: two SSE vectors of floats.
-constexpr int64_t kLanes = 8;
-
 // Tasks per parallel_for chunk: at least ~64k multiply-adds, so that small problems run on the
 // calling thread (waking a second one costs more than they take).
 int64_t grain(int64_t work_per_task) {
   constexpr int64_t kMinParallelWork = int64_t{1} << 16;
   return std::max<int64_t>(1, kMinParallelWork / std::max<int64_t>(1, work_per_task));
-}
-
-// e^x for float x in [kExpMin, kExpMax], as plain arithmetic so that the loops over a score row
-// vectorise (glibc's expf is a scalar call without -ffast-math, and it would take most of the
-// kernels' time): e^x = 2^n e^r with n = round(x / ln 2) and r = x - n ln 2 in
-// [-ln 2 / 2, ln 2 / 2] (ln 2 split in two so that n * kLn2High is exact), e^r from its degree-7
-// Taylor polynomial, whose truncation error r^8 / 8! < 5.3e-9 is below float's rounding (the
-// result is within 1.2 ulp of e^x). n is read from the bits of x / ln 2 + 1.5 * 2^23, whose
-// low mantissa bits hold the rounded integer, rather than by a float-to-int conversion; at
-// x = -88, n = -127 gives the power of two 0 (e^x is below float's normal range from -87.3).
-// A NaN x gives NaN.
-constexpr float kExpMin = -88.0f, kExpMax = 88.0f;
-
-inline float exp_in_range(float x) {
-  constexpr float kLog2e = 1.44269504088896341f;
-  constexpr float kLn2High = 0.693145751953125f;  // 45426 / 2^16
-  constexpr float kLn2Low = 1.42860682030941723e-6f;
-  constexpr float kRoundToInteger = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
-  const float shifted = x * kLog2e + kRoundToInteger;
-  const float n = shifted - kRoundToInteger;
-  int32_t shifted_bits, round_bits;
-  std::memcpy(&shifted_bits, &shifted, sizeof(shifted));
-  std::memcpy(&round_bits, &kRoundToInteger, sizeof(kRoundToInteger));
-  const float r = (x - n * kLn2High) - n * kLn2Low;
-  float poly = 1.0f / 5040.0f;
-  poly = poly * r + 1.0f / 720.0f;
-  poly = poly * r + 1.0f / 120.0f;
-  poly = poly * r + 1.0f / 24.0f;
-  poly = poly * r + 1.0f / 6.0f;
-  poly = poly * r + 0.5f;
-  poly = poly * r + 1.0f;
-  poly = poly * r + 1.0f;
-  const uint32_t power_bits = static_cast<uint32_t>(shifted_bits - round_bits + 127) << 23;
-  float power;
-  std::memcpy(&power, &power_bits, sizeof(power));
-  return poly * power;
-}
-
-// Reduces term(j) over j < n with `combine`, in kLanes interleaved partial results (the tail
-// goes to lane 0, so that the lanes are fixed registers) combined pairwise at the end.
-template <typename acc_t, typename Term, typename Combine>
-acc_t lane_reduce(int64_t n, acc_t init, Term term, Combine combine) {
-  acc_t lane[kLanes];
-  for (int64_t l = 0; l < kLanes; ++l) lane[l] = init;
-  int64_t j = 0;
-  for (; j + kLanes <= n; j += kLanes) {
-    for (int64_t l = 0; l < kLanes; ++l) lane[l] = combine(lane[l], term(j + l));
-  }
-  for (; j < n; ++j) lane[0] = combine(lane[0], term(j));
-  // Pairwise halving: log2(kLanes) dependent steps, which vectorise like the loop above.
-  for (int64_t width = kLanes / 2; width > 0; width /= 2) {
-    for (int64_t l = 0; l < width; ++l) lane[l] = combine(lane[l], lane[l + width]);
-  }
-  return lane[0];
-}
-
-template <typename acc_t>
-acc_t row_dot(const acc_t* a, const acc_t* b, int64_t n) {
-  return lane_reduce<acc_t>(
-      n, acc_t(0), [&](int64_t j) { return a[j] * b[j]; },
-      [](acc_t x, acc_t y) { return x + y; });
-}
-
-template <typename acc_t>
-acc_t row_sum(const acc_t* a, int64_t n) {
-  return lane_reduce<acc_t>(
-      n, acc_t(0), [&](int64_t j) { return a[j]; }, [](acc_t x, acc_t y) { return x + y; });
-}
-
-template <typename acc_t>
-acc_t row_max(const acc_t* a, int64_t n) {
-  return lane_reduce<acc_t>(
-      n, -std::numeric_limits<acc_t>::infinity(), [&](int64_t j) { return a[j]; },
-      [](acc_t x, acc_t y) { return x < y ? y : x; });
-}
-
-// dst[j] = init[j] (0 without init) + sum_d coeffs[d] * rows[d * n + j]: a query row against
-// the key-major k (the scores) or a dO row against the key-major v.
-template <typename acc_t>
-void combine_rows(const acc_t* coeffs, const acc_t* rows, const acc_t* init, int64_t n,
-                  int64_t D, acc_t* dst) {
-  const acc_t c0 = coeffs[0];
-  if (init != nullptr) {
-    for (int64_t j = 0; j < n; ++j) dst[j] = init[j] + c0 * rows[j];
-  } else {
-    for (int64_t j = 0; j < n; ++j) dst[j] = c0 * rows[j];
-  }
-  for (int64_t d = 1; d < D; ++d) {
-    const acc_t c = coeffs[d];
-    const acc_t* row = rows + d * n;
-    for (int64_t j = 0; j < n; ++j) dst[j] += c * row[j];
-  }
-}
-
-template <typename acc_t>
-void add_scaled(const acc_t* src, acc_t factor, int64_t n, acc_t* dst) {
-  for (int64_t j = 0; j < n; ++j) dst[j] += factor * src[j];
-}
-
-// a[j] = exp(a[j] - shift), where the shift is the row's max or log-sum-exp (so that the
-// arguments are <= 0 up to rounding).
-template <typename acc_t>
-void exp_shifted(acc_t shift, int64_t n, acc_t* a) {
-  if constexpr (std::is_same_v<acc_t, float>) {
-    // The clamp has a pass of its own: inside the exp loop, the compiler turns the clamped case
-    // (a constant result) into a branch and then does not vectorise the loop.
-    for (int64_t j = 0; j < n; ++j) a[j] = std::min(std::max(a[j] - shift, kExpMin), kExpMax);
-    for (int64_t j = 0; j < n; ++j) a[j] = exp_in_range(a[j]);
-  } else {  // float64 is the checking dtype: the exact exp
-    for (int64_t j = 0; j < n; ++j) a[j] = std::exp(a[j] - shift);
-  }
 }
 
 // A [B, H, T, V, D] tensor addressed through its strides.
@@ -294,11 +189,51 @@ struct Dropout {
       : active(dropout_p > 0), key(dropout_seed_key(static_cast<uint64_t>(seed))),
         threshold(dropout_threshold(dropout_p)), keep_scale(1.0 / (1.0 - dropout_p)) {}
   // The element number of key 0 of a query row; key y's is this + y.
-  static uint64_t row_base(const Problem& p, int64_t b, int64_t h, const Token& query) {
+  static uint64_t row_base_of(const Problem& p, int64_t b, int64_t h, const Token& query) {
     return dropout_element(p.H, p.T, p.V, p.tokens(), b, h, query.t, query.u, 0);
   }
-  bool keep(uint64_t element) const { return dropout_bits(key, element) >= threshold; }
+  // The row kernels' view of the dropout of a partition-head, filling row_base (N entries).
+  RowDropout rows(const Problem& p, int64_t b, int64_t h, const Token* tokens,
+                  uint64_t* row_base) const {
+    if (!active) return {};
+    for (int64_t x = 0; x < p.tokens(); ++x) row_base[x] = row_base_of(p, b, h, tokens[x]);
+    return {row_base, key, threshold};
+  }
 };
+
+// The row kernels for the running CPU: float on AVX2 + FMA where the build has them and the CPU
+// supports both, everything else in the baseline build. SKELOPS_CPU_ISA=baseline forces the
+// baseline loops (read once), so that both paths can be tested on one machine.
+#if defined(SKELOPS_PARTITION_ATTENTION_AVX2)
+bool cpu_has_avx2_fma() {
+  static const bool has = [] {
+    const char* forced = std::getenv("SKELOPS_CPU_ISA");
+    if (forced != nullptr && std::string_view(forced) == "baseline") return false;
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  }();
+  return has;
+}
+#endif
+
+template <typename acc_t>
+void forward_rows(const ForwardRows<acc_t>& rows) {
+#if defined(SKELOPS_PARTITION_ATTENTION_AVX2)
+  if constexpr (std::is_same_v<acc_t, float>) {
+    if (cpu_has_avx2_fma()) return avx2::forward_rows(rows);
+  }
+#endif
+  baseline::forward_partition(rows);
+}
+
+template <typename acc_t>
+void backward_rows(const BackwardRows<acc_t>& rows) {
+#if defined(SKELOPS_PARTITION_ATTENTION_AVX2)
+  if constexpr (std::is_same_v<acc_t, float>) {
+    if (cpu_has_avx2_fma()) return avx2::backward_rows(rows);
+  }
+#endif
+  baseline::backward_partition(rows);
+}
 
 template <typename scalar_t>
 void forward_impl(const Problem& p, const PartitionTokens& partitions, const at::Tensor& q,
@@ -318,31 +253,24 @@ void forward_impl(const Problem& p, const PartitionTokens& partitions, const at:
   // memory once rather than once per head.
   at::parallel_for(0, p.B * parts * p.H, grain(N * N * (2 * D + 16)), [&](int64_t begin,
                                                                           int64_t end) {
-    Scratch<acc_t> qs(N * D), kt(N * D), vt(N * D), row(N);
+    Scratch<acc_t> qs(N * D), kt(N * D), vt(N * D), row(N), out_rows(N * D), lse_rows(N);
     std::vector<Token> tokens(N);
+    std::vector<uint64_t> row_base(dropout.active ? N : 0);
     for (int64_t task = begin; task < end; ++task) {
       const int64_t h = task % p.H, b = task / (p.H * parts), bh = b * p.H + h;
       partitions.fill(p, (task / p.H) % parts, tokens.data());
       gather_token_major(qv, b, h, tokens.data(), N, D, s, qs.data());
       gather_key_major(kv, b, h, tokens.data(), N, D, kt.data());
       gather_key_major(vv, b, h, tokens.data(), N, D, vt.data());
-      const acc_t* bias_h = head_bias<acc_t>(bias_rows, h, N);
-      acc_t* e = row.data();
+      const ForwardRows<acc_t> rows{N, D, qs.data(), kt.data(), vt.data(),
+                                    head_bias<acc_t>(bias_rows, h, N),
+                                    dropout.rows(p, b, h, tokens.data(), row_base.data()),
+                                    keep_scale, out_rows.data(), lse_rows.data(), row.data()};
+      forward_rows(rows);
       for (int64_t x = 0; x < N; ++x) {
-        combine_rows(qs.data() + x * D, kt.data(), bias_h ? bias_h + x * N : nullptr, N, D, e);
-        const acc_t m = row_max(e, N);
-        exp_shifted(m, N, e);
-        const acc_t l = row_sum(e, N);
-        if (dropout.active) {
-          const uint64_t base = Dropout::row_base(p, b, h, tokens[x]);
-          for (int64_t y = 0; y < N; ++y) e[y] = dropout.keep(base + y) ? e[y] : acc_t(0);
-        }
-        const acc_t norm = keep_scale / l;
         scalar_t* o = ov.at(b, h, tokens[x].t, tokens[x].u);
-        for (int64_t d = 0; d < D; ++d) {
-          o[d * ov.sd] = static_cast<scalar_t>(row_dot(e, vt.data() + d * N, N) * norm);
-        }
-        lse_p[(bh * p.T + tokens[x].t) * p.V + tokens[x].u] = m + std::log(l);
+        for (int64_t d = 0; d < D; ++d) o[d * ov.sd] = static_cast<scalar_t>(out_rows.data()[x * D + d]);
+        lse_p[(bh * p.T + tokens[x].t) * p.V + tokens[x].u] = lse_rows.data()[x];
       }
     }
   });
@@ -381,76 +309,43 @@ void backward_impl(const Problem& p, const PartitionTokens& partitions,
   // comment; heads innermost for the reason the forward's are).
   at::parallel_for(0, p.B, grain(p.H * parts * N * N * (5 * D + 16)), [&](int64_t begin,
                                                                          int64_t end) {
-    Scratch<acc_t> qs(N * D), kt(N * D), vt(N * D), dos(N * D), di(N), dkt(N * D), dvt(N * D);
+    Scratch<acc_t> qs(N * D), kt(N * D), vt(N * D), dos(N * D), os(N * D), di(N), lse_rows(N),
+        dkt(N * D), dvt(N * D), dq_rows(N * D);
     Scratch<acc_t> prob(N), dprob(N), dscore(N), keep(N);
     Scratch<acc_t> dbias_sums(want.bias ? p.H * N * N : 0);  // [H, N, N] sums of dS
     std::vector<Token> tokens(N);
+    std::vector<uint64_t> row_base(dropout.active ? N : 0);
     for (int64_t b = begin; b < end; ++b) {
       if (want.bias) std::fill(dbias_sums.data(), dbias_sums.data() + p.H * N * N, acc_t(0));
       for (int64_t part = 0; part < parts; ++part) {
         partitions.fill(p, part, tokens.data());
         for (int64_t h = 0; h < p.H; ++h) {
           const int64_t bh = b * p.H + h;
-          const acc_t* bias_h = head_bias<acc_t>(bias_rows, h, N);
-          acc_t* head_dbias = want.bias ? dbias_sums.data() + h * N * N : nullptr;
           gather_token_major(qv, b, h, tokens.data(), N, D, s, qs.data());
           gather_key_major(kv, b, h, tokens.data(), N, D, kt.data());
           gather_token_major(gv, b, h, tokens.data(), N, D, acc_t(1), dos.data());
+          for (int64_t x = 0; x < N; ++x) {
+            lse_rows.data()[x] = lse_p[(bh * p.T + tokens[x].t) * p.V + tokens[x].u];
+          }
           if (want.scores()) {
             gather_key_major(vv, b, h, tokens.data(), N, D, vt.data());
-            for (int64_t x = 0; x < N; ++x) {
-              const scalar_t* o = ov.at(b, h, tokens[x].t, tokens[x].u);
-              const acc_t* do_x = dos.data() + x * D;
-              acc_t sum = 0;
-              for (int64_t d = 0; d < D; ++d) sum += do_x[d] * static_cast<acc_t>(o[d * ov.sd]);
-              di.data()[x] = sum;
-            }
+            gather_token_major(ov, b, h, tokens.data(), N, D, acc_t(1), os.data());
           }
-          if (want.k) std::fill(dkt.data(), dkt.data() + N * D, acc_t(0));
-          if (want.v) std::fill(dvt.data(), dvt.data() + N * D, acc_t(0));
-          for (int64_t x = 0; x < N; ++x) {
-            const acc_t* do_x = dos.data() + x * D;
-            acc_t* pr = prob.data();
-            combine_rows(qs.data() + x * D, kt.data(), bias_h ? bias_h + x * N : nullptr, N, D,
-                         pr);
-            exp_shifted(lse_p[(bh * p.T + tokens[x].t) * p.V + tokens[x].u], N, pr);
-            acc_t* ks = keep.data();
-            if (dropout.active) {
-              const uint64_t base = Dropout::row_base(p, b, h, tokens[x]);
-              for (int64_t y = 0; y < N; ++y) {
-                ks[y] = dropout.keep(base + y) ? keep_scale : acc_t(0);
-              }
-            }
-            if (want.v) {
-              const acc_t* kept = pr;
-              if (dropout.active) {
-                acc_t* scaled = dscore.data();  // free until dS is formed below
-                for (int64_t y = 0; y < N; ++y) scaled[y] = pr[y] * ks[y];
-                kept = scaled;
-              }
-              for (int64_t d = 0; d < D; ++d) add_scaled(kept, do_x[d], N, dvt.data() + d * N);
-            }
-            if (!want.scores()) continue;
-            acc_t* dp = dprob.data();
-            acc_t* ds = dscore.data();
-            combine_rows(do_x, vt.data(), static_cast<const acc_t*>(nullptr), N, D, dp);
-            if (dropout.active) {
-              for (int64_t y = 0; y < N; ++y) dp[y] *= ks[y];
-            }
-            const acc_t di_x = di.data()[x];
-            for (int64_t y = 0; y < N; ++y) ds[y] = pr[y] * (dp[y] - di_x);
-            if (want.k) {
-              for (int64_t d = 0; d < D; ++d) {
-                add_scaled(ds, qs.data()[x * D + d], N, dkt.data() + d * N);
-              }
-            }
-            if (want.q) {
+          const BackwardRows<acc_t> rows{
+              N, D, s, keep_scale, qs.data(), kt.data(), vt.data(),
+              head_bias<acc_t>(bias_rows, h, N), dos.data(), os.data(), lse_rows.data(),
+              dropout.rows(p, b, h, tokens.data(), row_base.data()), want.q, want.k, want.v,
+              dq_rows.data(), dkt.data(), dvt.data(),
+              want.bias ? dbias_sums.data() + h * N * N : nullptr, di.data(), prob.data(),
+              dprob.data(), dscore.data(), keep.data()};
+          backward_rows(rows);
+          if (want.q) {
+            for (int64_t x = 0; x < N; ++x) {
               scalar_t* dq = dqv.at(b, h, tokens[x].t, tokens[x].u);
               for (int64_t d = 0; d < D; ++d) {
-                dq[d * dqv.sd] = static_cast<scalar_t>(s * row_dot(ds, kt.data() + d * N, N));
+                dq[d * dqv.sd] = static_cast<scalar_t>(dq_rows.data()[x * D + d]);
               }
             }
-            if (want.bias) add_scaled(ds, acc_t(1), N, head_dbias + x * N);
           }
           if (want.k) scatter_key_major(dkt.data(), b, h, tokens.data(), N, D, dkv);
           if (want.v) scatter_key_major(dvt.data(), b, h, tokens.data(), N, D, dvv);
@@ -495,7 +390,7 @@ std::tuple<at::Tensor, at::Tensor> partition_attention_cpu(
   const PartitionTokens partitions(joint_partition, frame_partition);
   const Dropout dropout(dropout_p, seed);
   at::Tensor out = empty_like_layout(q);
-  at::Tensor lse = at::empty({p.B, p.H, p.T, p.V}, q.options().dtype(stats_dtype(q.scalar_type())));
+  at::Tensor lse = empty_lse(q, p);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, q.scalar_type(),
                                   "partition_attention_cpu", [&] {
                                     forward_impl<scalar_t>(p, partitions, q, k, v, bias, scale,
@@ -514,22 +409,18 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> partition_attention_b
       check_problem(op, q, k, v, joint_partition, frame_partition, bias, scale, dropout_p);
   check_cpu(op, q);
   check_backward_inputs(op, p, q, grad_out, out, lse);
-  const GradMask want{output_mask[0], output_mask[1], output_mask[2],
-                      output_mask[3] && p.bias_kind != kNoBias};
-  at::Tensor grad_q = want.q ? empty_like_layout(q) : empty_like_none(q);
-  at::Tensor grad_k = want.k ? empty_like_layout(k) : empty_like_none(q);
-  at::Tensor grad_v = want.v ? empty_like_layout(v) : empty_like_none(q);
-  at::Tensor grad_bias = want.bias ? at::empty(bias->sizes(), bias->options()) : empty_like_none(q);
-  if (want.q || want.k || want.v || want.bias) {
+  GradientOutputs grads = empty_gradients(p, q, k, v, bias, output_mask);
+  if (grads.any()) {
+    const GradMask want{grads.want_q, grads.want_k, grads.want_v, grads.want_bias};
     const PartitionTokens partitions(joint_partition, frame_partition);
     const Dropout dropout(dropout_p, seed);
     AT_DISPATCH_FLOATING_TYPES_AND2(
         at::kBFloat16, at::kHalf, q.scalar_type(), "partition_attention_backward_cpu", [&] {
           backward_impl<scalar_t>(p, partitions, grad_out, q, k, v, out, lse, bias, scale,
-                                  dropout, want, grad_q, grad_k, grad_v, grad_bias);
+                                  dropout, want, grads.q, grads.k, grads.v, grads.bias);
         });
   }
-  return {grad_q, grad_k, grad_v, grad_bias};
+  return grads.as_tuple();
 }
 
 }  // namespace

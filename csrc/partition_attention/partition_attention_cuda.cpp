@@ -112,7 +112,7 @@ std::tuple<at::Tensor, at::Tensor> partition_attention_cuda(
   const std::array<at::Tensor, 3> holders =
       prepare_tables(p, joint_partition, frame_partition, bias);
   at::Tensor out = empty_like_layout(q);
-  at::Tensor lse = at::empty({p.B, p.H, p.T, p.V}, q.options().dtype(stats_dtype(q.scalar_type())));
+  at::Tensor lse = empty_lse(q, p);
   dispatch_attention_dtype(op, q.scalar_type(), [&](auto* type_tag) {
     using scalar_t = std::remove_pointer_t<decltype(type_tag)>;
     using acc_t = acc_type<scalar_t>;
@@ -136,14 +136,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> partition_attention_b
   check_backward_inputs(op, p, q, grad_out, out, lse);
   const c10::cuda::CUDAGuard guard(q.device());
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream().stream();
-  const bool want_dbias = output_mask[3] && p.bias_kind != kNoBias;
-  at::Tensor dq = output_mask[0] ? empty_like_layout(q) : empty_like_none(q);
-  at::Tensor dk = output_mask[1] ? empty_like_layout(k) : empty_like_none(q);
-  at::Tensor dv = output_mask[2] ? empty_like_layout(v) : empty_like_none(q);
-  at::Tensor dbias = want_dbias ? at::empty(bias->sizes(), q.options()) : empty_like_none(q);
-  if (!output_mask[0] && !output_mask[1] && !output_mask[2] && !want_dbias) {
-    return {dq, dk, dv, dbias};
-  }
+  GradientOutputs g = empty_gradients(p, q, k, v, bias, output_mask);
+  if (!g.any()) return g.as_tuple();
+  const bool want_dbias = g.want_bias;
 
   const std::array<at::Tensor, 3> holders =
       prepare_tables(p, joint_partition, frame_partition, bias);
@@ -155,9 +150,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> partition_attention_b
     using scalar_t = std::remove_pointer_t<decltype(type_tag)>;
     using acc_t = acc_type<scalar_t>;
     const Gradients<scalar_t> grads{
-        output_of<scalar_t>(dq, output_mask[0]), output_of<scalar_t>(dk, output_mask[1]),
-        output_of<scalar_t>(dv, output_mask[2]),
-        want_dbias ? mutable_data_of<scalar_t>(dbias) : nullptr,
+        output_of<scalar_t>(g.q, g.want_q), output_of<scalar_t>(g.k, g.want_k),
+        output_of<scalar_t>(g.v, g.want_v),
+        want_dbias ? mutable_data_of<scalar_t>(g.bias) : nullptr,
         want_dbias ? static_cast<acc_t*>(workspace.mutable_data_ptr()) : nullptr};
     check_launch(op, "backward",
                  launch_partition_attention_backward<scalar_t>(
@@ -165,7 +160,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> partition_attention_b
                      input_of<scalar_t>(grad_out), input_of<scalar_t>(out),
                      lse_c.const_data_ptr<acc_t>(), grads, stream));
   });
-  return {dq, dk, dv, dbias};
+  return g.as_tuple();
 }
 
 }  // namespace
