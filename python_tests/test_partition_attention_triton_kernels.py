@@ -21,6 +21,7 @@ import triton.language as tl  # noqa: E402
 from helpers import assert_close_scaled, skip_unless_triton  # noqa: E402
 
 from skelops.graphs import frame_windows, joint_groups, skate_type_partitions  # noqa: E402
+from skelops.ops.partition_attention import empty_like_layout  # noqa: E402
 from skelops.reference.partition_attention import (  # noqa: E402
     dropout_keep,
     dropout_seed_key,
@@ -262,13 +263,14 @@ def test_out_of_range_partition_is_clamped_not_read_out_of_bounds():
 
 
 def test_empty_like_layout_orders_dims_by_stride_ties_in_dim_order():
+    """The layout rule the Triton launchers (and every backend) allocate outputs by."""
     heads = torch.empty(2, 5, 3, 3, 4, 6).permute(3, 0, 4, 1, 2, 5)[1]  # [B, H, T, V, D]
-    out = pa._empty_like_layout(heads)
+    out = empty_like_layout(heads)
     assert out.shape == heads.shape and is_dense(out)
     assert out.stride() == (5 * 3 * 4 * 6, 6, 3 * 4 * 6, 4 * 6, 1)
     # size-1 dimensions tie with their neighbours' strides: dimension order decides.
     ones = torch.empty(1, 1, 2, 1, 3)
-    assert pa._empty_like_layout(ones).stride() == ones.stride()
+    assert empty_like_layout(ones).stride() == ones.stride()
 
 
 def test_rejects_what_it_cannot_run():

@@ -79,6 +79,13 @@ def check_features_weight_bias(
     return n, c_in, t, v, k, c_out
 
 
+def stats_dtype(dtype: torch.dtype) -> torch.dtype:
+    """dtype of the statistics an operator saves for its backward (log-probabilities,
+    log-sum-exps) for inputs of ``dtype``: the accumulation dtype, float64 for float64 inputs
+    (exact float64 gradients) and float32 otherwise."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
 def fake_gradients(
     like: torch.Tensor, output_mask: Sequence[bool], shapes: Sequence[torch.Size | None]
 ) -> tuple[torch.Tensor, ...]:

@@ -16,10 +16,11 @@ from ._common import (
     fake_gradients,
     register_python_parts,
     resolve_backend,
+    stats_dtype,
     wanted_gradients,
 )
 
-__all__ = ["layout_like", "partition_attention"]
+__all__ = ["empty_like_layout", "layout_like", "partition_attention"]
 
 
 def partition_attention(
@@ -86,13 +87,16 @@ def partition_attention(
             table of the wrong size; ``dropout_p`` outside ``[0, 1)``; a non-finite scale; an
             unavailable backend.
     """
-    _check_arguments(q, k, v, joint_partition, frame_partition, bias, dropout_p)
+    _check_arguments(q, k, v, joint_partition, frame_partition, bias, dropout_p, False)
     s = attention_scale(q.shape[-1], scale)
     if not math.isfinite(s):
         raise ValueError(f"scale must be finite, got {s}")
     seed = _resolve_seed(seed, dropout_p)
     chosen = resolve_backend("partition_attention", backend, q.device)
     if chosen == "reference":
+        # The compiled and Triton operators check the partitions' values themselves (once per
+        # index tensor on a GPU); only the reference needs the check here.
+        _check_partition_values(q, joint_partition, frame_partition)
         return reference.partition_attention(
             q, k, v, joint_partition, frame_partition, bias, s, dropout_p, seed
         )
@@ -129,7 +133,9 @@ def layout_like(t: Tensor) -> tuple[int, ...]:
     return tuple(strides)
 
 
-def _empty_like_layout(t: Tensor) -> Tensor:
+def empty_like_layout(t: Tensor) -> Tensor:
+    """An uninitialised dense tensor of ``t``'s shape, dtype and device in ``t``'s memory
+    layout (:func:`layout_like`): how every backend allocates the output and gradients."""
     return t.new_empty_strided(t.shape, layout_like(t))
 
 
@@ -157,8 +163,8 @@ def _check_arguments(
     if q.numel() == 0:
         raise ValueError(f"q must be non-empty [B, H, T, V, D], got shape {tuple(q.shape)}")
     _, heads, frames, joints, _ = q.shape
-    _check_partition("joint_partition", joint_partition, q, joints, "V", "[G, J]", check_values)
-    _check_partition("frame_partition", frame_partition, q, frames, "T", "[P, W]", check_values)
+    _check_partition("joint_partition", joint_partition, q, joints, "V", "[G, J]")
+    _check_partition("frame_partition", frame_partition, q, frames, "T", "[P, W]")
     window, group = frame_partition.shape[1], joint_partition.shape[1]
     if bias is not None:
         check_tensor("bias", bias, (2, 4), "[2W - 1, H] or [2W - 1, J, J, H]")
@@ -174,6 +180,8 @@ def _check_arguments(
         raise TypeError(f"dropout_p must be a float in [0, 1), got {type(dropout_p).__name__}")
     if not 0.0 <= dropout_p < 1.0:
         raise ValueError(f"dropout_p must be in [0, 1), got {dropout_p}")
+    if check_values:
+        _check_partition_values(q, joint_partition, frame_partition)
 
 
 def _check_partition(
@@ -183,7 +191,6 @@ def _check_partition(
     total: int,
     what: str,
     shape_hint: str,
-    check_values: bool,
 ) -> None:
     check_tensor(name, partition, (2,), f"{shape_hint} index tensor", floating=False)
     if partition.dtype not in (torch.int32, torch.int64):
@@ -196,8 +203,13 @@ def _check_partition(
             f"{name} {shape_hint} must split the {what}={total} indices into equal parts "
             f"(rows x cols == {what}), got shape {tuple(partition.shape)}"
         )
-    if check_values and not torch.compiler.is_compiling():
-        _check_permutation(name, partition, total)
+
+
+def _check_partition_values(q: Tensor, joint_partition: Tensor, frame_partition: Tensor) -> None:
+    """Each partition a permutation (reads the values: not while compiling)."""
+    if not torch.compiler.is_compiling():
+        _check_permutation("joint_partition", joint_partition, q.shape[3])
+        _check_permutation("frame_partition", frame_partition, q.shape[2])
 
 
 # Partitions already validated on a GPU (same tensor, same version): a training loop passes the
@@ -232,11 +244,6 @@ def _check_permutation(name: str, partition: Tensor, total: int) -> None:
 # --- fake kernels (shapes for torch.compile / meta tensors) -----------------------------------
 
 
-def stats_dtype(dtype: torch.dtype) -> torch.dtype:
-    """dtype of the log-sum-exp: float64 for float64 inputs, float32 otherwise."""
-    return torch.float64 if dtype == torch.float64 else torch.float32
-
-
 def _fake_forward(
     q: Tensor,
     k: Tensor,
@@ -249,7 +256,7 @@ def _fake_forward(
     seed: int,
 ) -> tuple[Tensor, Tensor]:
     _check_arguments(q, k, v, joint_partition, frame_partition, bias, dropout_p, False)
-    return _empty_like_layout(q), q.new_empty(q.shape[:4], dtype=stats_dtype(q.dtype))
+    return empty_like_layout(q), q.new_empty(q.shape[:4], dtype=stats_dtype(q.dtype))
 
 
 def _fake_backward(
@@ -269,7 +276,7 @@ def _fake_backward(
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     _check_arguments(q, k, v, joint_partition, frame_partition, bias, dropout_p, False)
     grads = [
-        _empty_like_layout(t) if wanted else q.new_empty(0)
+        empty_like_layout(t) if wanted else q.new_empty(0)
         for t, wanted in zip((q, k, v), output_mask[:3], strict=True)
     ]
     (dbias,) = fake_gradients(q, output_mask[3:], (None if bias is None else bias.shape,))

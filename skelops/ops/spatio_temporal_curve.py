@@ -17,6 +17,7 @@ from ._common import (
     fake_gradients,
     register_python_parts,
     resolve_backend,
+    stats_dtype,
     wanted_gradients,
 )
 
@@ -161,12 +162,6 @@ def _fake_forward(
         x.new_empty(transitions, dtype=stats),
         x.new_empty(transitions, dtype=stats),
     )
-
-
-def stats_dtype(dtype: torch.dtype) -> torch.dtype:
-    """dtype of ``log_prob`` / ``log_normalizer`` for inputs of ``dtype``: the accumulation
-    dtype, float64 for float64 inputs (exact float64 gradients) and float32 otherwise."""
-    return torch.float64 if dtype == torch.float64 else torch.float32
 
 
 def _fake_backward(

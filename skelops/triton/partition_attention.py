@@ -55,6 +55,7 @@ import torch
 import triton
 import triton.language as tl
 
+from ..ops.partition_attention import empty_like_layout
 from ..reference.partition_attention import dropout_seed_key, dropout_threshold
 from ._common import (
     INTERPRETED,
@@ -435,24 +436,11 @@ class _Problem:
         }
 
 
-def _empty_like_layout(like: torch.Tensor) -> torch.Tensor:
-    """An uninitialised dense tensor of ``like``'s sizes, dtype and device whose strides order
-    the dimensions as ``like``'s do (larger stride first, ties in dimension order): outputs
-    keep q's (k's, v's) memory layout, e.g. heads sliced from a channels-last projection."""
-    order = sorted(range(like.dim()), key=lambda dim: -like.stride(dim))
-    strides = [0] * like.dim()
-    step = 1
-    for dim in reversed(order):
-        strides[dim] = step
-        step *= max(like.size(dim), 1)
-    return torch.empty_strided(like.shape, strides, dtype=like.dtype, device=like.device)
-
-
 def _cast_like(grad: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """A gradient computed in float32 in ``like``'s dtype and layout (empty stays empty)."""
     if grad.numel() == 0:
         return grad.to(like.dtype)
-    return _empty_like_layout(like).copy_(grad)
+    return empty_like_layout(like).copy_(grad)
 
 
 def _factors(scale: float, dropout_p: float, dtype: torch.dtype, device: torch.device):
@@ -590,9 +578,9 @@ def partition_attention_forward(
             *upcast(q, k, v), joint_partition, frame_partition, *upcast(bias), scale, dropout_p,
             seed,
         )  # fmt: skip
-        return _empty_like_layout(q).copy_(out32), lse
+        return empty_like_layout(q).copy_(out32), lse
     acc_torch, _ = acc_dtypes(q.dtype)
-    out = _empty_like_layout(q)
+    out = empty_like_layout(q)
     lse = torch.empty(q.shape[:4], dtype=acc_torch, device=q.device)
     bias_arg = q if bias is None else bias.contiguous()
     with device_guard(q.device):
@@ -667,11 +655,11 @@ def partition_attention_backward(
     if not (want_dq or want_dk or want_dv or want_dbias):
         return dq, dk, dv, dbias
     if want_dq:
-        dq = _empty_like_layout(q)
+        dq = empty_like_layout(q)
     if want_dk:
-        dk = _empty_like_layout(k)
+        dk = empty_like_layout(k)
     if want_dv:
-        dv = _empty_like_layout(v)
+        dv = empty_like_layout(v)
     dbias_acc = torch.zeros(bias.shape, dtype=acc_torch, device=q.device) if want_dbias else q
     bias_arg = q if bias is None else bias.contiguous()
     with device_guard(q.device):
