@@ -604,3 +604,11 @@ def test_cpu_baseline_loops_match_the_reference():
         timeout=300,
     )
     assert result.returncode == 0 and result.stdout.startswith("ok"), result.stderr
+
+
+@pytest.mark.parametrize("name", ["joint out of range", "negative frame", "repeated joint"])
+def test_reference_backend_checks_partition_values(name):
+    """The wrapper checks the values itself only for the reference (the operators do it)."""
+    args, error, match = BAD[name]
+    with pytest.raises(error, match=match):
+        skelops.partition_attention(**args, backend="reference")
