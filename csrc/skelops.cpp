@@ -85,6 +85,20 @@ TORCH_LIBRARY(skelops, m) {
       "Tensor lse, Tensor joint_partition, Tensor frame_partition, Tensor? bias, float scale, "
       "float dropout_p, int seed, bool[4] output_mask) -> (Tensor, Tensor, Tensor, Tensor)",
       {at::Tag::pt2_compliant_tag});
+  // Pose heatmaps (PoseC3D's pseudo heatmaps, pyskl GeneratePoseTarget semantics): keypoints
+  // [N, T, M, V, 2] in pixel coordinates, scores [N, T, M, V], limbs [L, 2] (limb maps) or none
+  // (keypoint maps) -> [N, V or L, T, H, W] in dtype (keypoints' when none), contiguous or
+  // channels_last_3d; persons combined by the maximum. pyskl_window: pyskl's 3-sigma windows.
+  m.def(
+      "render_heatmaps(Tensor keypoints, Tensor scores, Tensor? limbs, SymInt height, "
+      "SymInt width, float sigma, bool pyskl_window, bool channels_last, ScalarType? dtype) "
+      "-> Tensor",
+      {at::Tag::pt2_compliant_tag});
+  // Gradients (keypoints, scores) for output_mask; a masked-out one is an empty tensor.
+  m.def(
+      "render_heatmaps_backward(Tensor grad, Tensor keypoints, Tensor scores, Tensor? limbs, "
+      "float sigma, bool pyskl_window, bool[2] output_mask) -> (Tensor, Tensor)",
+      {at::Tag::pt2_compliant_tag});
 }
 
 namespace {
