@@ -89,6 +89,14 @@ def test_bench_harness_runs_a_case_and_writes_json(tmp_path):
             Candidate("skelops[cpu]", lambda x, w, a: skelops.graph_conv(x, w, a), "subject"),
             Candidate("reference", reference.graph_conv, "reference"),
             Candidate("broken", lambda x, w, a: 1 / 0, "alternative"),
+            # A data-worker style loop: forward only, timed on one thread.
+            Candidate(
+                "numpy loop",
+                lambda x, w, a: x.detach().numpy() * 2.0,
+                "alternative",
+                forward_only=True,
+                threads=1,
+            ),
         ],
         flops_fwd=1.0,
         flops_fwdbwd=3.0,
@@ -101,6 +109,14 @@ def test_bench_harness_runs_a_case_and_writes_json(tmp_path):
     assert rows["reference"]["speedup_fwdbwd_vs_reference"] == pytest.approx(1.0)
     assert rows["skelops[cpu]"]["fwd_ms"] > 0 and rows["skelops[cpu]"]["peak_fwdbwd_bytes"] > 0
     assert "ZeroDivisionError" in rows["broken"]["error"]
+    loop = rows["numpy loop"]
+    assert loop["threads"] == 1 and loop["fwd_ms"] > 0
+    assert loop["fwdbwd_ms"] is None and loop["peak_fwdbwd_bytes"] is None
+    assert "speedup_fwdbwd_vs_reference" not in loop
+    subject = rows["skelops[cpu]"]
+    assert subject["best_alternative_fwd"] in ("numpy loop", "reference")
+    assert subject["best_alternative"] == "reference"  # the only alternative with a backward
+    assert "numpy loop" in bench.format_table(report)
     assert "skelops[cpu]" in bench.format_table(report)
     path = bench.write_report(report, tmp_path)
     saved = json.loads(path.read_text())

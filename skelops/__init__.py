@@ -15,6 +15,7 @@ from .ops import (  # noqa: E402
     graph_conv,
     multi_dilation_graph_conv,
     partition_attention,
+    render_heatmaps,
     spatio_temporal_curve,
 )
 
@@ -28,6 +29,7 @@ __all__ = [
     "ops",
     "partition_attention",
     "reference",
+    "render_heatmaps",
     "spatio_temporal_curve",
 ]
 

@@ -48,6 +48,12 @@ class Candidate:
     # step (a training step), besides the inputs that require grad.
     parameters: list[torch.Tensor] = dataclasses.field(default_factory=list)
     learning_rate: float = 1e-4
+    # A forward-only candidate (e.g. a numpy data-worker loop, which has no backward): its
+    # forward+backward columns are left empty, as is its peak memory (numpy allocations are
+    # invisible to torch's profiler).
+    forward_only: bool = False
+    # CPU threads to time it with (None: all of the process's), e.g. 1 for a per-core figure.
+    threads: int | None = None
 
 
 @dataclasses.dataclass
@@ -96,7 +102,9 @@ def _synchronize(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def _time_ms(fn: Callable[[], object], device: str, min_run_time: float) -> float:
+def _time_ms(
+    fn: Callable[[], object], device: str, min_run_time: float, threads: int | None = None
+) -> float:
     if device.startswith("cuda"):
         import triton.testing
 
@@ -105,7 +113,8 @@ def _time_ms(fn: Callable[[], object], device: str, min_run_time: float) -> floa
 
     fn()
     # Timer runs single-threaded unless told otherwise; time with the threads users get.
-    timer = tbench.Timer(stmt="fn()", globals={"fn": fn}, num_threads=torch.get_num_threads())
+    threads = torch.get_num_threads() if threads is None else threads
+    timer = tbench.Timer(stmt="fn()", globals={"fn": fn}, num_threads=threads)
     return timer.blocked_autorange(min_run_time=min_run_time).median * 1e3
 
 
@@ -168,15 +177,23 @@ class _Prepared:
         if cand.setup is not None:
             cand.setup()
         self.device = case.device
+        self.threads = cand.threads
+        self.forward_only = cand.forward_only
         self.rotation = _Rotation(case)
-        with torch.no_grad():
-            out = cand.fn(*self.rotation.sets[0])
-        grad_out = torch.randn_like(out)
         rotation = self.rotation
 
         def forward() -> None:
             with torch.no_grad():
                 cand.fn(*rotation.next())
+
+        self.forward = forward
+        if cand.forward_only:
+            for _ in range(case.warmup_calls):
+                forward()
+            return
+        with torch.no_grad():
+            out = cand.fn(*self.rotation.sets[0])
+        grad_out = torch.randn_like(out)
 
         params = list(cand.parameters)
 
@@ -190,18 +207,20 @@ class _Prepared:
                         params, list(grads[len(needs) :]), alpha=-cand.learning_rate
                     )
 
-        self.forward, self.forward_backward = forward, forward_backward
+        self.forward_backward = forward_backward
         for _ in range(case.warmup_calls):  # lazy initialisation and allocator steady state
             forward_backward()
         _synchronize(case.device)
 
-    def time(self, min_run_time: float) -> tuple[float, float]:
-        return (
-            _time_ms(self.forward, self.device, min_run_time),
-            _time_ms(self.forward_backward, self.device, min_run_time),
-        )
+    def time(self, min_run_time: float) -> tuple[float, float | None]:
+        fwd = _time_ms(self.forward, self.device, min_run_time, self.threads)
+        if self.forward_only:
+            return fwd, None
+        return fwd, _time_ms(self.forward_backward, self.device, min_run_time, self.threads)
 
-    def peaks(self) -> tuple[int, int]:
+    def peaks(self) -> tuple[int | None, int | None]:
+        if self.forward_only:
+            return None, None
         return _peak_bytes(self.forward, self.device), _peak_bytes(
             self.forward_backward, self.device
         )
@@ -223,12 +242,13 @@ def _measure_all(case: Case, min_run_time: float, on_done: Callable[[str], None]
             times[name].append(prep.time(min_run_time))
     for name, prep in prepared.items():
         fwd = sorted(t[0] for t in times[name])
-        fwdbwd = sorted(t[1] for t in times[name])
+        fwdbwd = sorted(t[1] for t in times[name] if t[1] is not None)
         peak_fwd, peak_fwdbwd = prep.peaks()
         measured[name] = {
             "candidate": name,
+            "threads": prep.threads or torch.get_num_threads(),
             "fwd_ms": fwd[len(fwd) // 2],
-            "fwdbwd_ms": fwdbwd[len(fwdbwd) // 2],
+            "fwdbwd_ms": fwdbwd[len(fwdbwd) // 2] if fwdbwd else None,
             "fwd_ms_rounds": [t[0] for t in times[name]],
             "fwdbwd_ms_rounds": [t[1] for t in times[name]],
             "peak_fwd_bytes": peak_fwd,
@@ -320,33 +340,46 @@ def _identity(case: Case, cand: Candidate) -> dict:
     }
 
 
+def _floor_ms(flops: float, nbytes: float, ceilings: dict) -> float:
+    return max(flops / ceilings["gemm_flops_per_s"], nbytes / ceilings["copy_bytes_per_s"]) * 1e3
+
+
 def _row(
-    case: Case, cand: Candidate, m: dict, ref: dict, best_alt: dict | None, ceilings: dict
+    case: Case, cand: Candidate, m: dict, ref: dict, alts: list[dict] | None, ceilings: dict
 ) -> dict:
-    floor_ms = (
-        max(
-            case.flops_fwdbwd / ceilings["gemm_flops_per_s"],
-            case.bytes_fwdbwd / ceilings["copy_bytes_per_s"],
-        )
-        * 1e3
-    )
+    """A result row; forward+backward columns are None for a forward-only candidate."""
+    floor_fwd_ms = _floor_ms(case.flops_fwd, case.bytes_fwd, ceilings)
     row = {
         **_identity(case, cand),
         **m,
         "speedup_fwd_vs_reference": ref["fwd_ms"] / m["fwd_ms"],
-        "speedup_fwdbwd_vs_reference": ref["fwdbwd_ms"] / m["fwdbwd_ms"],
-        "peak_fwdbwd_ratio_vs_reference": m["peak_fwdbwd_bytes"] / max(ref["peak_fwdbwd_bytes"], 1),
+        "floor_fwd_ms": floor_fwd_ms,
+        "fraction_of_floor_fwd": floor_fwd_ms / m["fwd_ms"],
         "flops_fwdbwd": case.flops_fwdbwd,
         "bytes_fwdbwd": case.bytes_fwdbwd,
-        "achieved_tflops_fwdbwd": case.flops_fwdbwd / (m["fwdbwd_ms"] * 1e-3) / 1e12,
-        "achieved_gbs_fwdbwd": case.bytes_fwdbwd / (m["fwdbwd_ms"] * 1e-3) / 1e9,
-        "floor_fwdbwd_ms": floor_ms,
-        "fraction_of_floor_fwdbwd": floor_ms / m["fwdbwd_ms"],
     }
-    if best_alt is not None:
-        row["best_alternative"] = best_alt["candidate"]
-        row["speedup_fwd_vs_best_alternative"] = best_alt["fwd_ms"] / m["fwd_ms"]
-        row["speedup_fwdbwd_vs_best_alternative"] = best_alt["fwdbwd_ms"] / m["fwdbwd_ms"]
+    if m["fwdbwd_ms"] is not None:
+        floor_ms = _floor_ms(case.flops_fwdbwd, case.bytes_fwdbwd, ceilings)
+        row.update(
+            speedup_fwdbwd_vs_reference=ref["fwdbwd_ms"] / m["fwdbwd_ms"],
+            peak_fwdbwd_ratio_vs_reference=m["peak_fwdbwd_bytes"]
+            / max(ref["peak_fwdbwd_bytes"], 1),
+            achieved_tflops_fwdbwd=case.flops_fwdbwd / (m["fwdbwd_ms"] * 1e-3) / 1e12,
+            achieved_gbs_fwdbwd=case.bytes_fwdbwd / (m["fwdbwd_ms"] * 1e-3) / 1e9,
+            floor_fwdbwd_ms=floor_ms,
+            fraction_of_floor_fwdbwd=floor_ms / m["fwdbwd_ms"],
+        )
+    if alts:
+        # The strongest alternative a user has, per direction: the fastest non-skelops
+        # candidate (the plain reference included; forward-only ones count for the forward).
+        best_fwd = min(alts, key=lambda a: a["fwd_ms"])
+        row["best_alternative_fwd"] = best_fwd["candidate"]
+        row["speedup_fwd_vs_best_alternative"] = best_fwd["fwd_ms"] / m["fwd_ms"]
+        with_backward = [a for a in alts if a["fwdbwd_ms"] is not None]
+        if with_backward and m["fwdbwd_ms"] is not None:
+            best = min(with_backward, key=lambda a: a["fwdbwd_ms"])
+            row["best_alternative"] = best["candidate"]
+            row["speedup_fwdbwd_vs_best_alternative"] = best["fwdbwd_ms"] / m["fwdbwd_ms"]
     return row
 
 
@@ -375,6 +408,7 @@ def run(
     from . import models as _models  # noqa: F401
     from . import multi_dilation_graph_conv as _multi_dilation_graph_conv  # noqa: F401
     from . import partition_attention as _partition_attention  # noqa: F401
+    from . import render_heatmaps as _render_heatmaps  # noqa: F401
     from . import sparse_graph_conv as _sparse_graph_conv  # noqa: F401
     from . import spatio_temporal_curve as _spatio_temporal_curve  # noqa: F401
 
@@ -415,7 +449,6 @@ def run(
             for c in case.candidates
             if c.role in ("alternative", "reference") and "error" not in measured[c.name]
         ]
-        best_alt = min(alts, key=lambda m: m["fwdbwd_ms"]) if alts else None
         for cand in case.candidates:
             m = measured[cand.name]
             if "error" in m:
@@ -428,7 +461,7 @@ def run(
                     cand,
                     fields,
                     ref,
-                    best_alt if cand.role == "subject" else None,
+                    alts if cand.role == "subject" else None,
                     ceilings[key],
                 )
             )
@@ -471,7 +504,7 @@ def format_table(report: dict) -> str:
         "fwd ms",
         "f+b ms",
         "vs ref f/f+b",
-        "vs best alt f+b",
+        "vs best alt f / f+b",
         "peak mem vs ref",
         "TFLOP/s",
         "GB/s",
@@ -484,13 +517,30 @@ def format_table(report: dict) -> str:
             rows.append((*ident, "error", r["error"][:40], *[""] * 6))
             continue
         alt = r.get("speedup_fwdbwd_vs_best_alternative")
+        alt_fwd = r.get("speedup_fwd_vs_best_alternative")
+        if r["fwdbwd_ms"] is None:  # forward only
+            rows.append(
+                (
+                    *ident,
+                    f"{r['fwd_ms']:.3f}",
+                    "-",
+                    f"{r['speedup_fwd_vs_reference']:.2f}x / -",
+                    "",
+                    "-",
+                    "-",
+                    "-",
+                    f"{100 * r['fraction_of_floor_fwd']:.0f}% (f)",
+                )
+            )
+            continue
         rows.append(
             (
                 *ident,
                 f"{r['fwd_ms']:.3f}",
                 f"{r['fwdbwd_ms']:.3f}",
                 f"{r['speedup_fwd_vs_reference']:.2f}x / {r['speedup_fwdbwd_vs_reference']:.2f}x",
-                f"{alt:.2f}x" if alt is not None else "",
+                (f"{alt_fwd:.2f}x / " if alt_fwd is not None else "")
+                + (f"{alt:.2f}x" if alt is not None else ""),
                 f"{r['peak_fwdbwd_ratio_vs_reference']:.2f}",
                 f"{r['achieved_tflops_fwdbwd']:.3f}",
                 f"{r['achieved_gbs_fwdbwd']:.1f}",

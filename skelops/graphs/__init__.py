@@ -11,6 +11,7 @@ from __future__ import annotations
 from .adjacency import build_adjacency, dilated_adjacency, hop_distance, normalize_adjacency
 from .hdgcn import hdgcn_adjacency, hdgcn_groups
 from .layouts import Layout, get_layout, list_layouts, register_layout
+from .limbs import COCO_LIMBS, COCO_LIMBS_POSEC3D, limb_flip_permutation
 from .mpgcn import PanoramicGraph, mpgcn_adjacency, panoramic_graph, to_panoramic
 from .partitions import frame_windows, joint_groups, skate_joint_order, skate_type_partitions
 from .sparse import (
@@ -23,6 +24,8 @@ from .sparse import (
 from .streams import bone_stream, jvbm_features, motion_stream, select_joints
 
 __all__ = [
+    "COCO_LIMBS",
+    "COCO_LIMBS_POSEC3D",
     "BlockDiagonalAdjacency",
     "Layout",
     "PanoramicGraph",
@@ -37,6 +40,7 @@ __all__ = [
     "hop_distance",
     "joint_groups",
     "jvbm_features",
+    "limb_flip_permutation",
     "list_layouts",
     "motion_stream",
     "mpgcn_adjacency",

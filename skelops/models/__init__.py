@@ -3,8 +3,20 @@
 Build one with :func:`create`, e.g. ``skelops.models.create("stgcn", preset="ntu60")``.
 """
 
-from . import ensemble1d, hdgcn, mans, mpgcn, skateformer, stcnet, stgcn  # noqa: F401  (registers)
+from . import (  # noqa: F401  (registers)
+    ensemble1d,
+    gateshiftpose,
+    hdgcn,
+    mans,
+    mpgcn,
+    posec3d,
+    skateformer,
+    stcnet,
+    stgcn,
+)
+from .gateshiftpose import GateShiftPose
 from .mpgcn import MPGCN
+from .posec3d import PoseC3D
 from .registry import (
     Preset,
     count_parameters,
@@ -18,7 +30,9 @@ from .skateformer import SkateFormer
 from .stcnet import STCNet
 
 __all__ = [
+    "GateShiftPose",
     "MPGCN",
+    "PoseC3D",
     "Preset",
     "STCNet",
     "SkateFormer",

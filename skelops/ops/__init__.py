@@ -8,6 +8,7 @@ from ._common import BACKENDS, available_backends
 from .graph_conv import graph_conv
 from .multi_dilation_graph_conv import multi_dilation_graph_conv
 from .partition_attention import partition_attention
+from .render_heatmaps import render_heatmaps
 from .spatio_temporal_curve import spatio_temporal_curve
 
 __all__ = [
@@ -16,5 +17,6 @@ __all__ = [
     "graph_conv",
     "multi_dilation_graph_conv",
     "partition_attention",
+    "render_heatmaps",
     "spatio_temporal_curve",
 ]

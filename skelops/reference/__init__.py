@@ -4,6 +4,7 @@ fallback where no compiled or Triton kernel applies."""
 from .graph_conv import graph_conv
 from .multi_dilation_graph_conv import multi_dilation_graph_conv
 from .partition_attention import partition_attention
+from .render_heatmaps import render_heatmaps
 from .sparse_graph_conv import sparse_graph_conv
 from .spatio_temporal_curve import spatio_temporal_curve
 
@@ -11,6 +12,7 @@ __all__ = [
     "graph_conv",
     "multi_dilation_graph_conv",
     "partition_attention",
+    "render_heatmaps",
     "spatio_temporal_curve",
     "sparse_graph_conv",
 ]
