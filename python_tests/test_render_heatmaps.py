@@ -213,7 +213,9 @@ def test_use_score_false_and_defaults():
     ones = skelops.render_heatmaps(keypoints, None, 16, backend="reference")
     torch.testing.assert_close(maps, ones)
     limb_default = skelops.render_heatmaps(keypoints, scores, 16, mode="limb")
-    limb_explicit = skelops.render_heatmaps(keypoints, scores, 16, mode="limb", limbs=graphs.COCO_LIMBS)
+    limb_explicit = skelops.render_heatmaps(
+        keypoints, scores, 16, mode="limb", limbs=graphs.COCO_LIMBS
+    )
     torch.testing.assert_close(limb_default, limb_explicit)
     assert limb_default.shape == (1, 17, 2, 16, 16)
 
@@ -222,7 +224,9 @@ def test_use_score_false_and_defaults():
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
 def test_output_dtype_and_channels_last(backend, dtype):
     keypoints, scores = make_inputs(2, 3, 2, 17, (10, 12), torch.float32, seed=5)
-    expected = reference.render_heatmaps(keypoints, scores, (10, 12), 0.6, torch.tensor(graphs.COCO_LIMBS))
+    expected = reference.render_heatmaps(
+        keypoints, scores, (10, 12), 0.6, torch.tensor(graphs.COCO_LIMBS)
+    )
     out = skelops.render_heatmaps(
         keypoints, scores, (10, 12), mode="limb", dtype=dtype, channels_last=True, backend=backend
     )

@@ -125,7 +125,9 @@ def cases(device: str) -> list[Case]:
                         make_inputs=make_inputs,
                         candidates=candidates,
                         note=f"sigma {SIGMA}; {mode} maps ({channels} channels)",
-                        rounds=3,
+                        # On the CPU the reference takes seconds to tens of seconds per call:
+                        # one round there (each still the median of its timer's repeats).
+                        rounds=3 if kind == "cuda" else 1,
                         warmup_calls=1,
                         **floors(size, channels, persons),
                     )

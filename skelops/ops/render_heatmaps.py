@@ -159,7 +159,8 @@ def _check_keypoints(keypoints: Tensor) -> None:
     n, t, _, v, xy = keypoints.shape
     if xy != 2:
         raise ValueError(
-            f"keypoints must be [N, T, M, V, 2] with (x, y) last, got shape {tuple(keypoints.shape)}"
+            "keypoints must be [N, T, M, V, 2] with (x, y) last, got shape "
+            f"{tuple(keypoints.shape)}"
         )
     if n == 0 or t == 0 or v == 0:
         raise ValueError(
@@ -363,7 +364,9 @@ def _render_heatmaps_triton_backward(
     from ..triton.render_heatmaps import render_heatmaps_backward
 
     _check_op_arguments(keypoints, scores, limbs, grad.shape[3], grad.shape[4], sigma)
-    return render_heatmaps_backward(grad, keypoints, scores, limbs, sigma, pyskl_window, output_mask)
+    return render_heatmaps_backward(
+        grad, keypoints, scores, limbs, sigma, pyskl_window, output_mask
+    )
 
 
 _register("render_heatmaps_triton")

@@ -18,7 +18,9 @@ _EPS = 1e-3
 
 
 def _window(low: float, high: float, sigma: float, extent: int) -> np.ndarray:
-    return np.arange(max(int(low - 3 * sigma), 0), min(int(high + 3 * sigma) + 1, extent), 1, np.float32)
+    return np.arange(
+        max(int(low - 3 * sigma), 0), min(int(high + 3 * sigma) + 1, extent), 1, np.float32
+    )
 
 
 def _draw_point(plane: np.ndarray, center: np.ndarray, value: float, sigma: float) -> None:
@@ -102,5 +104,7 @@ def pyskl_heatmaps(
         else:
             for index, (a, b) in enumerate(limbs):
                 for m in range(persons):
-                    _draw_limb(out[t, index], points[m, a], points[m, b], values[m, a], values[m, b], sigma)
+                    _draw_limb(
+                        out[t, index], points[m, a], points[m, b], values[m, a], values[m, b], sigma
+                    )
     return out

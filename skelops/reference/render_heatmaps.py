@@ -37,7 +37,8 @@ def _window_bounds(low: Tensor, high: Tensor, sigma: float, extent: int) -> tupl
 def _in_window(
     grid_x: Tensor, grid_y: Tensor, low: Tensor, high: Tensor, sigma: float, size: tuple[int, int]
 ) -> Tensor:
-    """Mask ``[..., H, W]`` of the pixels inside the window of the box ``low..high`` ``[..., 2]``."""
+    """Mask ``[..., H, W]`` of the pixels inside the window of the box ``low..high``
+    (``[..., 2]`` corners)."""
     height, width = size
     start_x, end_x = _window_bounds(low[..., 0], high[..., 0], sigma, width)
     start_y, end_y = _window_bounds(low[..., 1], high[..., 1], sigma, height)
@@ -84,7 +85,8 @@ def _limb_values(
     grid_x: Tensor,
     grid_y: Tensor,
 ) -> Tensor:
-    """One person: end points ``[N, T, L, 2]``, their scores ``[N, T, L]`` -> ``[N, T, L, H, W]``."""
+    """One person: end points ``[N, T, L, 2]`` and their scores ``[N, T, L]`` ->
+    ``[N, T, L, H, W]``."""
     valid = _valid(starts, start_scores) & _valid(ends, end_scores)
     zero = torch.zeros_like(starts)
     a = torch.where(valid[..., None], starts, zero)
@@ -94,13 +96,15 @@ def _limb_values(
     # pyskl draws a segment shorter than one pixel as the start point's Gaussian, with the
     # start's score; otherwise the value is the smaller end-point score (ties: the start's).
     short = length2 < 1.0
-    peak = torch.where(
-        short | (start_scores <= end_scores), start_scores, end_scores
-    ).where(valid, torch.zeros_like(start_scores))
+    peak = torch.where(short | (start_scores <= end_scores), start_scores, end_scores).where(
+        valid, torch.zeros_like(start_scores)
+    )
     wx = grid_x - a[..., 0, None, None]
     wy = grid_y - a[..., 1, None, None]
     safe_length2 = torch.where(short, torch.ones_like(length2), length2)
-    along = (wx * u[..., 0, None, None] + wy * u[..., 1, None, None]) / safe_length2[..., None, None]
+    along = (wx * u[..., 0, None, None] + wy * u[..., 1, None, None]) / safe_length2[
+        ..., None, None
+    ]
     along = along.clamp(0.0, 1.0)
     along = torch.where(short[..., None, None], torch.zeros_like(along), along)
     rx = wx - along * u[..., 0, None, None]
