@@ -258,19 +258,21 @@ def test_no_persons():
 
 
 def test_rejects_bad_inputs():
+    """The Triton operators check their arguments (the launchers only what is theirs)."""
     keypoints, scores = make_inputs(m=1, dtype=EXACT)
+    op = torch.ops.skelops.render_heatmaps_triton
     with pytest.raises(ValueError, match="keypoints must be"):
-        rh.render_heatmaps_forward(scores, scores, None, 4, 4, 1.0, False, False, None)
+        op(scores, scores, None, 4, 4, 1.0, False, False, None)
     with pytest.raises(ValueError, match="scores must be"):
-        rh.render_heatmaps_forward(keypoints, scores[:, :1], None, 4, 4, 1.0, False, False, None)
-    with pytest.raises(TypeError, match="scores must have the dtype"):
-        rh.render_heatmaps_forward(keypoints, scores.half(), None, 4, 4, 1.0, False, False, None)
-    with pytest.raises(ValueError, match="limbs must be"):
-        rh.render_heatmaps_forward(
-            keypoints, scores, torch.zeros(2, 2, device=DEVICE), 4, 4, 1.0, False, False, None
-        )
+        op(keypoints, scores[:, :1], None, 4, 4, 1.0, False, False, None)
+    with pytest.raises(TypeError, match="scores must have the same dtype"):
+        op(keypoints, scores.half(), None, 4, 4, 1.0, False, False, None)
+    with pytest.raises(TypeError, match="limbs must be an integer tensor"):
+        op(keypoints, scores, torch.zeros(2, 2, device=DEVICE), 4, 4, 1.0, False, False, None)
+    with pytest.raises(ValueError, match=r"limbs must index joints in \[0, V=5\)"):
+        op(keypoints, scores, torch.tensor([[0, 5]], device=DEVICE), 4, 4, 1.0, False, False, None)
     with pytest.raises(ValueError, match="sigma"):
-        rh.render_heatmaps_forward(keypoints, scores, None, 4, 4, 0.0, False, False, None)
+        op(keypoints, scores, None, 4, 4, 0.0, False, False, None)
     with pytest.raises(ValueError, match="grad must be"):
         rh.render_heatmaps_backward(
             torch.zeros(1, 3, 2, 4, 4, device=DEVICE, dtype=EXACT), keypoints, scores, None,

@@ -542,44 +542,16 @@ def _gather_kernel(
 def _check_inputs(
     keypoints: torch.Tensor, scores: torch.Tensor, limbs: torch.Tensor | None, sigma: float
 ) -> None:
-    if keypoints.dim() != 5 or keypoints.shape[-1] != 2:
-        raise ValueError(f"keypoints must be [N, T, M, V, 2]; got shape {tuple(keypoints.shape)}")
-    if tuple(scores.shape) != tuple(keypoints.shape[:-1]):
-        raise ValueError(
-            f"scores must be [N, T, M, V] = {list(keypoints.shape[:-1])}; got shape "
-            f"{tuple(scores.shape)}"
-        )
+    """What only the Triton kernels require; shapes, dtypes, devices, limbs and sigma are
+    checked by the operators (skelops/ops/render_heatmaps.py) before they call the launchers."""
     if keypoints.dtype not in supported_dtypes():
         names = ", ".join(str(d) for d in supported_dtypes())
         raise TypeError(f"keypoints must have dtype in ({names}); got {keypoints.dtype}")
-    if scores.dtype != keypoints.dtype:
-        raise TypeError(
-            f"scores must have the dtype of keypoints ({keypoints.dtype}); got {scores.dtype}"
-        )
-    if scores.device != keypoints.device:
-        raise ValueError(
-            f"scores must be on the device of keypoints ({keypoints.device}); got {scores.device}"
-        )
     if keypoints.device.type != "cuda" and not INTERPRETED:
         raise ValueError(
             "the Triton render_heatmaps kernels need CUDA tensors (or TRITON_INTERPRET=1 set "
             f"before triton is imported); got keypoints on {keypoints.device}"
         )
-    if limbs is not None:
-        if (
-            limbs.dim() != 2
-            or limbs.shape[1] != 2
-            or limbs.is_floating_point()
-            or limbs.is_complex()
-            or limbs.dtype == torch.bool
-            or limbs.device != keypoints.device
-        ):
-            raise ValueError(
-                f"limbs must be an [L, 2] integer tensor on {keypoints.device}; got "
-                f"{limbs.dtype} {tuple(limbs.shape)} on {limbs.device}"
-            )
-    if not (math.isfinite(sigma) and sigma > 0):
-        raise ValueError(f"sigma must be positive and finite; got {sigma}")
 
 
 def _interpreter_lacks_bf16(*dtypes: torch.dtype) -> bool:
