@@ -5,6 +5,10 @@ Python wrapper's tests are in test_render_heatmaps.py."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -320,3 +324,47 @@ def test_bad_backward_inputs():
             0.6,
             False,
         )
+
+
+_ISA_RENDER = """
+import sys, torch, skelops
+g = torch.Generator().manual_seed(5)
+keypoints = torch.rand(2, 4, 2, 17, 2, generator=g) * torch.tensor([50.0, 42.0]) - 5.0
+scores = torch.rand(2, 4, 2, 17, generator=g)
+limbs = torch.tensor({limbs})
+outs = {{}}
+for mode in ("keypoint", "limb"):
+    for window in (False, True):
+        for channels_last in (False, True):
+            outs[mode, window, channels_last] = torch.ops.skelops.render_heatmaps(
+                keypoints, scores, limbs if mode == "limb" else None, 32, 40, 0.6, window,
+                channels_last, None).contiguous()
+torch.save(outs, sys.argv[1])
+"""
+
+
+def test_cpu_baseline_loops_match_the_default_isa(tmp_path):
+    """The float drawing loops run on AVX2 + FMA where the CPU has them; SKELOPS_CPU_ISA=baseline
+    forces the portable loops (chosen once per process, hence subprocesses), which must agree
+    within float32's tolerance (FMA contraction rounds differently)."""
+    script = _ISA_RENDER.format(limbs=COCO_LIMBS.tolist())
+    results = {}
+    for isa in ("baseline", "default"):
+        env = dict(os.environ)
+        env.pop("SKELOPS_CPU_ISA", None)
+        if isa == "baseline":
+            env["SKELOPS_CPU_ISA"] = "baseline"
+        path = tmp_path / f"{isa}.pt"
+        run = subprocess.run(
+            [sys.executable, "-c", script, str(path)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert run.returncode == 0, run.stderr
+        results[isa] = torch.load(path)
+    assert results["baseline"].keys() == results["default"].keys()
+    for key, base in results["baseline"].items():
+        assert base.abs().max() > 0.1, key
+        torch.testing.assert_close(results["default"][key], base, **TOLERANCES[torch.float32])

@@ -18,9 +18,9 @@
 // The per-row loops of one partition-head (partition_attention_cpu_rows_impl.h) are torch-free
 // and compiled twice: for the build's baseline ISA (SSE2 on x86-64) and, for float, with AVX2 +
 // FMA in partition_attention_avx2_cpu.cpp; this file gathers and scatters the tokens and calls
-// the AVX2 loops where the build has them and the running CPU supports both (the two builds
-// round differently where FMA contracts a multiply-add, but one machine always takes the same
-// path). Reductions over the keys (row max, sums, dots) keep kLanes independent partial
+// the AVX2 loops where skelops::cpu::use_avx2_fma() (skelops/cpu_isa.h) picks them: the build
+// has them and the running CPU supports both (the two builds round differently where FMA
+// contracts a multiply-add, but one machine always takes the same path). Reductions over the keys (row max, sums, dots) keep kLanes independent partial
 // results: the compiler vectorises them without reassociating (the build has no -ffast-math),
 // and their order depends on N only. The float exp is a polynomial written to vectorise
 // (exp_in_range).
@@ -35,6 +35,7 @@
 #define SKELOPS_PARTITION_ATTENTION_ISA baseline
 #include "partition_attention/partition_attention_cpu_rows_impl.h"
 
+#include <skelops/cpu_isa.h>
 #include <skelops/cpu_tiles.h>
 
 #include <ATen/Dispatch.h>
@@ -47,9 +48,7 @@
 #include <algorithm>
 #include <array>
 #include <cstdint>
-#include <cstdlib>
 #include <optional>
-#include <string_view>
 #include <tuple>
 #include <type_traits>
 #include <vector>
@@ -201,25 +200,14 @@ struct Dropout {
   }
 };
 
-// The row kernels for the running CPU: float on AVX2 + FMA where the build has them and the CPU
-// supports both, everything else in the baseline build. SKELOPS_CPU_ISA=baseline forces the
-// baseline loops (read once), so that both paths can be tested on one machine.
-#if defined(SKELOPS_PARTITION_ATTENTION_AVX2)
-bool cpu_has_avx2_fma() {
-  static const bool has = [] {
-    const char* forced = std::getenv("SKELOPS_CPU_ISA");
-    if (forced != nullptr && std::string_view(forced) == "baseline") return false;
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  }();
-  return has;
-}
-#endif
-
+// The row kernels for the running CPU: float on AVX2 + FMA where skelops::cpu::use_avx2_fma()
+// says so (skelops/cpu_isa.h: the build has them, the CPU supports both, SKELOPS_CPU_ISA is not
+// "baseline"), everything else in the baseline build.
 template <typename acc_t>
 void forward_rows(const ForwardRows<acc_t>& rows) {
-#if defined(SKELOPS_PARTITION_ATTENTION_AVX2)
+#if defined(SKELOPS_WITH_AVX2)
   if constexpr (std::is_same_v<acc_t, float>) {
-    if (cpu_has_avx2_fma()) return avx2::forward_rows(rows);
+    if (skelops::cpu::use_avx2_fma()) return avx2::forward_rows(rows);
   }
 #endif
   baseline::forward_partition(rows);
@@ -227,9 +215,9 @@ void forward_rows(const ForwardRows<acc_t>& rows) {
 
 template <typename acc_t>
 void backward_rows(const BackwardRows<acc_t>& rows) {
-#if defined(SKELOPS_PARTITION_ATTENTION_AVX2)
+#if defined(SKELOPS_WITH_AVX2)
   if constexpr (std::is_same_v<acc_t, float>) {
-    if (cpu_has_avx2_fma()) return avx2::backward_rows(rows);
+    if (skelops::cpu::use_avx2_fma()) return avx2::backward_rows(rows);
   }
 #endif
   baseline::backward_partition(rows);

@@ -43,7 +43,7 @@ struct BackwardRows {
   acc_t *di, *prob, *dprob, *dscore, *keep;
 };
 
-#if defined(SKELOPS_PARTITION_ATTENTION_AVX2)
+#if defined(SKELOPS_WITH_AVX2)
 namespace avx2 {
 void forward_rows(const ForwardRows<float>& a);
 void backward_rows(const BackwardRows<float>& a);

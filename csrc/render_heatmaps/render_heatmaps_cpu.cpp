@@ -6,15 +6,22 @@
 //     primitive is drawn into its box only, out = max(out, value);
 //   channels_last_3d: the frame's [H, W, C] block is zeroed once, and the boxes are drawn
 //     with a column stride of C.
-// Points are drawn separably: per box, one exp per column (times the peak) and per row, then a
-// product, a cut-off test and a max per pixel, contiguous runs that vectorise. Segments take
-// one (inlined, branch-free, vectorisable) exp per pixel of the box. float16 / bfloat16 /
-// float64 outputs keep the running maximum in the output dtype: rounding is monotonic, so
-// max(round(a), v) rounds to round(max(a, v)).
+// The drawing loops (render_heatmaps_cpu_draw_impl.h: points separably, one exp per column and
+// row then a product, a cut-off test and a max per pixel; segments one inlined, branch-free exp
+// per pixel of the box; contiguous runs that vectorise) are torch-free and compiled twice: for
+// the build's baseline ISA (SSE2 on x86-64) and, for float keypoints and float output, with
+// AVX2 + FMA in render_heatmaps_avx2_cpu.cpp; this file builds the primitives, zeroes the planes
+// and calls the AVX2 loops where skelops::cpu::use_avx2_fma() (skelops/cpu_isa.h) picks them:
+// the build has them, the running CPU supports both, SKELOPS_CPU_ISA is not "baseline". The two
+// builds round differently where FMA contracts a multiply-add (a segment's coefficient and
+// residual: a few ulp of the peak), but one machine always takes the same path. The limb
+// forward is bound by the segments' per-pixel exp, and AVX2 runs it ~1.7x faster than SSE2.
+// float16 / bfloat16 / float64 outputs (baseline loops) keep the running maximum in the output
+// dtype: rounding is monotonic, so max(round(a), v) rounds to round(max(a, v)).
 // Bytes: the output is written once (memset, then the boxes again while they are in L1/L2);
 // the keypoints are read once. At N = 32, T = 48, C = 17, 64 x 64, float32 the output is 428 MB
 // and the boxes (~20 x 20 pixels per keypoint at sigma = 0.6) cover ~10% of it, so the memset's
-// memory traffic bounds the kernel.
+// memory traffic (and the first touch of the fresh pages) bounds the keypoint-mode kernel.
 //
 // Backward, parallel over frames (n, t), so that each frame's keypoint gradients have one
 // writer (no atomics; the result does not depend on the thread count): per channel, with more
@@ -25,9 +32,17 @@
 // strides; only inside the boxes) adds to the primitive's sums in raster order. The sums become
 // the end points' gradients (render_heatmaps_math.h: finish_grad), added to the frame's
 // [M, V] accumulators in channel order, a before b; the frame then writes its slice of
-// grad_keypoints / grad_scores.
+// grad_keypoints / grad_scores. The backward runs the baseline loops only (for_each_value in
+// render_heatmaps_cpu_draw_impl.h): its sums are serial reductions that the compiler does not
+// vectorise without reordering them, so a second ISA would gain little.
 #include "render_heatmaps/render_heatmaps_common.h"
+#include "render_heatmaps/render_heatmaps_cpu_draw.h"
 #include "render_heatmaps/render_heatmaps_math.h"
+
+#define SKELOPS_RENDER_HEATMAPS_ISA baseline
+#include "render_heatmaps/render_heatmaps_cpu_draw_impl.h"
+
+#include <skelops/cpu_isa.h>
 
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
@@ -79,72 +94,28 @@ void frame_primitives(const Problem& p, const acc_t* keypoints, const acc_t* sco
   }
 }
 
-// Per-column and per-row factors of a point's box: e_x, exp(-e_x), peak * exp(-e_x) over the
-// columns, e_y, exp(-e_y) over the rows (indexed by pixel, valid inside the box).
+// Scratch of the point tables (render_heatmaps_cpu_draw.h), one per thread.
 template <typename acc_t>
-struct AxisTables {
-  std::vector<acc_t> ex, gx, gx_peak, ey, gy;
-  AxisTables(int64_t height, int64_t width)
-      : ex(width), gx(width), gx_peak(width), ey(height), gy(height) {}
-
-  void fill(const Primitive<acc_t>& p, const Params<acc_t>& q) {
-    const acc_t two_sigma2 = q.two_sigma2, ax = p.ax, ay = p.ay, peak = p.peak;
-    acc_t *ex_ = ex.data(), *gx_ = gx.data(), *gx_peak_ = gx_peak.data();
-    acc_t *ey_ = ey.data(), *gy_ = gy.data();
-    for (int32_t j = p.x0; j < p.x1; ++j) {
-      const acc_t e = axis_exponent(static_cast<acc_t>(j) - ax, two_sigma2);
-      const acc_t g = exp_neg(e);
-      ex_[j] = e;
-      gx_[j] = g;
-      gx_peak_[j] = peak * g;
-    }
-    for (int32_t i = p.y0; i < p.y1; ++i) {
-      const acc_t e = axis_exponent(static_cast<acc_t>(i) - ay, two_sigma2);
-      ey_[i] = e;
-      gy_[i] = exp_neg(e);
-    }
+struct TableScratch {
+  std::vector<acc_t> storage;
+  AxisTables<acc_t> tables;
+  TableScratch(int64_t height, int64_t width) : storage(3 * width + 2 * height) {
+    acc_t* d = storage.data();
+    tables = {d, d + width, d + 2 * width, d + 3 * width, d + 3 * width + height};
   }
 };
 
+// The drawing loops for the running CPU: float keypoints and output on AVX2 + FMA where
+// skelops::cpu::use_avx2_fma() says so (skelops/cpu_isa.h), everything else in the baseline
+// build.
 template <typename acc_t, typename out_t>
-inline void store_max(out_t& o, acc_t v) {
-  if constexpr (std::is_same_v<acc_t, out_t>) {
-    o = v > o ? v : o;
-  } else {
-    if (v > static_cast<acc_t>(o)) o = static_cast<out_t>(v);
+void draw_channel(const ChannelDraw<acc_t, out_t>& a) {
+#if defined(SKELOPS_WITH_AVX2)
+  if constexpr (std::is_same_v<acc_t, float> && std::is_same_v<out_t, float>) {
+    if (skelops::cpu::use_avx2_fma()) return avx2::draw_channel(a);
   }
-}
-
-// out[i * row_stride + j * col_stride] = max(out, value) over the primitive's box.
-template <bool kWindow, bool kUnitStride, typename acc_t, typename out_t>
-void draw(const Primitive<acc_t>& primitive, const Params<acc_t>& q, AxisTables<acc_t>& tables,
-          out_t* base, int64_t row_stride, int64_t col_stride) {
-  // Local copies: the stores cannot alias them, so the loops keep them in registers.
-  const Primitive<acc_t> p = primitive;
-  const acc_t two_sigma2 = q.two_sigma2;
-  const int32_t x0 = p.x0, x1 = p.x1;
-  if (p.kind == kPoint) {
-    tables.fill(p, q);
-    const acc_t* ex = tables.ex.data();
-    const acc_t* gx_peak = tables.gx_peak.data();
-    for (int32_t i = p.y0; i < p.y1; ++i) {
-      out_t* row = base + i * row_stride;
-      const acc_t ey = tables.ey[i], gy = tables.gy[i];
-      for (int32_t j = x0; j < x1; ++j) {
-        const acc_t v = point_value(ex[j], ey, gx_peak[j], gy, kWindow);
-        store_max(row[kUnitStride ? j : j * col_stride], v);
-      }
-    }
-  } else if (p.kind == kSegment) {
-    for (int32_t i = p.y0; i < p.y1; ++i) {
-      out_t* row = base + i * row_stride;
-      const acc_t py = static_cast<acc_t>(i);
-      for (int32_t j = x0; j < x1; ++j) {
-        const SegmentPoint<acc_t> s = segment_at(p, static_cast<acc_t>(j), py, two_sigma2);
-        store_max(row[kUnitStride ? j : j * col_stride], p.peak * gaussian_of(s.e, kWindow));
-      }
-    }
-  }
+#endif
+  baseline::draw_channel_impl(a);
 }
 
 // The output is written once, in full, right after its allocation: for a large one, ask Linux
@@ -165,7 +136,7 @@ void advise_huge_pages(void* data, size_t bytes) {
 #endif
 }
 
-template <bool kWindow, typename acc_t, typename out_t>
+template <typename acc_t, typename out_t>
 void forward_frames(const Problem& p, const KernelInputs& in, const Params<acc_t>& q,
                     bool channels_last, at::Tensor& out) {
   out_t* o = out.mutable_data_ptr<out_t>();
@@ -177,7 +148,8 @@ void forward_frames(const Problem& p, const KernelInputs& in, const Params<acc_t
   const int64_t sn = out.stride(0), sc = out.stride(1), st = out.stride(2);
   at::parallel_for(0, p.N * p.T, frame_grain(p), [&](int64_t begin, int64_t end) {
     std::vector<Primitive<acc_t>> prims(p.C * p.M);
-    AxisTables<acc_t> tables(p.H, p.W);
+    TableScratch<acc_t> scratch(p.H, p.W);
+    ChannelDraw<acc_t, out_t> channel{nullptr, p.M, q, scratch.tables, nullptr, 0, 0};
     for (int64_t f = begin; f < end; ++f) {
       const int64_t n = f / p.T, t = f % p.T;
       frame_primitives(p, keypoints, scores, limbs, f, q, prims.data());
@@ -185,54 +157,25 @@ void forward_frames(const Problem& p, const KernelInputs& in, const Params<acc_t
         out_t* frame = o + n * sn + t * st;  // [H, W, C], contiguous
         std::memset(static_cast<void*>(frame), 0, sizeof(out_t) * plane * p.C);
         for (int64_t c = 0; c < p.C; ++c) {
-          for (int64_t m = 0; m < p.M; ++m) {
-            draw<kWindow, false>(prims[c * p.M + m], q, tables, frame + c, p.W * p.C, p.C);
-          }
+          channel.prims = prims.data() + c * p.M;
+          channel.base = frame + c;
+          channel.row_stride = p.W * p.C;
+          channel.col_stride = p.C;
+          draw_channel(channel);
         }
       } else {
         for (int64_t c = 0; c < p.C; ++c) {
           out_t* dst = o + n * sn + c * sc + t * st;  // [H, W], contiguous
           std::memset(static_cast<void*>(dst), 0, sizeof(out_t) * plane);
-          for (int64_t m = 0; m < p.M; ++m) {
-            draw<kWindow, true>(prims[c * p.M + m], q, tables, dst, p.W, 1);
-          }
+          channel.prims = prims.data() + c * p.M;
+          channel.base = dst;
+          channel.row_stride = p.W;
+          channel.col_stride = 1;
+          draw_channel(channel);
         }
       }
     }
   });
-}
-
-// Calls f(i, j, v, gaussian, s) for every pixel of the primitive's box, with the value v exactly
-// as the forward computes it and s the pixel's coefficient and residual (a point's: c = 0,
-// r = p - a).
-template <bool kWindow, typename acc_t, typename F>
-void for_each_value(const Primitive<acc_t>& p, const Params<acc_t>& q, AxisTables<acc_t>& tables,
-                    F&& f) {
-  if (p.kind == kPoint) {
-    tables.fill(p, q);
-    for (int32_t i = p.y0; i < p.y1; ++i) {
-      const acc_t ey = tables.ey[i], gy = tables.gy[i];
-      const acc_t dy = static_cast<acc_t>(i) - p.ay;
-      for (int32_t j = p.x0; j < p.x1; ++j) {
-        const acc_t v = point_value(tables.ex[j], ey, tables.gx_peak[j], gy, kWindow);
-        SegmentPoint<acc_t> s;
-        s.along = 0;
-        s.rx = static_cast<acc_t>(j) - p.ax;
-        s.ry = dy;
-        s.e = 0;
-        f(i, j, v, gy * tables.gx[j], s);
-      }
-    }
-  } else if (p.kind == kSegment) {
-    for (int32_t i = p.y0; i < p.y1; ++i) {
-      const acc_t py = static_cast<acc_t>(i);
-      for (int32_t j = p.x0; j < p.x1; ++j) {
-        const SegmentPoint<acc_t> s = segment_at(p, static_cast<acc_t>(j), py, q.two_sigma2);
-        const acc_t g = gaussian_of(s.e, kWindow);
-        f(i, j, p.peak * g, g, s);
-      }
-    }
-  }
 }
 
 template <bool kWindow, typename acc_t, typename grad_t>
@@ -249,7 +192,7 @@ void backward_frames(const Problem& p, const KernelInputs& in, const Params<acc_
   const int64_t MV = p.M * p.V;
   at::parallel_for(0, p.N * p.T, frame_grain(p), [&](int64_t begin, int64_t end) {
     std::vector<Primitive<acc_t>> prims(p.C * p.M);
-    AxisTables<acc_t> tables(p.H, p.W);
+    TableScratch<acc_t> tables(p.H, p.W);
     const int64_t scratch = p.M > 1 ? p.H * p.W : 0;
     std::vector<acc_t> best(scratch);
     std::vector<int32_t> winner(scratch);
@@ -272,7 +215,7 @@ void backward_frames(const Problem& p, const KernelInputs& in, const Params<acc_
             }
           }
           for (int64_t m = 0; m < p.M; ++m) {
-            for_each_value<kWindow>(pc[m], q, tables,
+            baseline::for_each_value<kWindow>(pc[m], q, tables.tables,
                                     [&](int32_t i, int32_t j, acc_t v, acc_t, const auto&) {
                                       const int64_t k = i * p.W + j;
                                       if (v > best[k]) {
@@ -286,8 +229,8 @@ void backward_frames(const Problem& p, const KernelInputs& in, const Params<acc_
           const Primitive<acc_t>& pr = pc[m];
           if (pr.kind == kNothing) continue;
           acc_t sums[kGradSlots] = {0, 0, 0, 0, 0, 0};
-          for_each_value<kWindow>(
-              pr, q, tables,
+          baseline::for_each_value<kWindow>(
+              pr, q, tables.tables,
               [&](int32_t i, int32_t j, acc_t v, acc_t gaussian, const SegmentPoint<acc_t>& s) {
                 const bool wins = p.M > 1 ? winner[i * p.W + j] == m : v > acc_t(0);
                 if (!wins) return;
@@ -343,11 +286,7 @@ at::Tensor render_heatmaps_cpu(const at::Tensor& keypoints, const at::Tensor& sc
     auto run = [&](auto acc_tag) {
       using acc_t = decltype(acc_tag);
       const Params<acc_t> q = make_params<acc_t>(sigma, p.H, p.W, pyskl_window);
-      if (pyskl_window) {
-        forward_frames<true, acc_t, out_t>(p, in, q, channels_last, out);
-      } else {
-        forward_frames<false, acc_t, out_t>(p, in, q, channels_last, out);
-      }
+      forward_frames<acc_t, out_t>(p, in, q, channels_last, out);
     };
     if (keypoints.scalar_type() == at::kDouble) {
       run(double{});
