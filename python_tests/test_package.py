@@ -96,6 +96,7 @@ def test_bench_harness_runs_a_case_and_writes_json(tmp_path):
                 "alternative",
                 forward_only=True,
                 threads=1,
+                rounds=1,
             ),
         ],
         flops_fwd=1.0,
@@ -110,7 +111,8 @@ def test_bench_harness_runs_a_case_and_writes_json(tmp_path):
     assert rows["skelops[cpu]"]["fwd_ms"] > 0 and rows["skelops[cpu]"]["peak_fwdbwd_bytes"] > 0
     assert "ZeroDivisionError" in rows["broken"]["error"]
     loop = rows["numpy loop"]
-    assert loop["threads"] == 1 and loop["fwd_ms"] > 0
+    assert loop["threads"] == 1 and loop["fwd_ms"] > 0 and len(loop["fwd_ms_rounds"]) == 1
+    assert len(rows["skelops[cpu]"]["fwd_ms_rounds"]) == 3  # the case's rounds
     assert loop["fwdbwd_ms"] is None and loop["peak_fwdbwd_bytes"] is None
     assert "speedup_fwdbwd_vs_reference" not in loop
     subject = rows["skelops[cpu]"]

@@ -123,11 +123,16 @@ inline at::ScalarType output_dtype(const char* op, const at::Tensor& keypoints,
   return out;
 }
 
-inline void check_grad(const char* op, const Problem& p, const at::Tensor& grad,
-                       const at::Tensor& keypoints) {
-  TORCH_CHECK_VALUE(grad.dim() == 5 && grad.size(0) == p.N && grad.size(1) == p.C &&
-                        grad.size(2) == p.T,
-                    op, ": grad must be [N, C, T, H, W] with [N, C, T] = [", p.N, ", ", p.C, ", ",
+// The backward's checks: grad [N, C, T, H, W] (its H and W are the maps'), then the forward's
+// checks of keypoints, scores, limbs and sigma.
+inline Problem check_backward_problem(const char* op, const at::Tensor& grad,
+                                      const at::Tensor& keypoints, const at::Tensor& scores,
+                                      const std::optional<at::Tensor>& limbs, double sigma) {
+  TORCH_CHECK_VALUE(grad.dim() == 5, op, ": grad must be [N, C, T, H, W], got shape ",
+                    grad.sizes());
+  const Problem p = check_problem(op, keypoints, scores, limbs, grad.size(3), grad.size(4), sigma);
+  TORCH_CHECK_VALUE(grad.size(0) == p.N && grad.size(1) == p.C && grad.size(2) == p.T, op,
+                    ": grad must be [N, C, T, H, W] with [N, C, T] = [", p.N, ", ", p.C, ", ",
                     p.T, "], got shape ", grad.sizes());
   TORCH_CHECK_TYPE(is_supported_float(grad.scalar_type()), op,
                    ": grad must be float32, float64, float16 or bfloat16, got ",
@@ -135,6 +140,7 @@ inline void check_grad(const char* op, const Problem& p, const at::Tensor& grad,
   TORCH_CHECK_VALUE(grad.device() == keypoints.device(), op,
                     ": grad must be on keypoints' device (", keypoints.device(), "), got ",
                     grad.device());
+  return p;
 }
 
 // An uninitialised [N, C, T, H, W] output, contiguous or channels_last_3d.

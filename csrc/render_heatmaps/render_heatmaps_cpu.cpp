@@ -302,19 +302,11 @@ std::tuple<at::Tensor, at::Tensor> render_heatmaps_backward_cpu(
     const std::optional<at::Tensor>& limbs, double sigma, bool pyskl_window,
     std::array<bool, 2> output_mask) {
   const char* op = "skelops::render_heatmaps_backward";
-  TORCH_CHECK_VALUE(grad.dim() == 5, op, ": grad must be [N, C, T, H, W], got shape ",
-                    grad.sizes());
-  const Problem p =
-      check_problem(op, keypoints, scores, limbs, grad.size(3), grad.size(4), sigma);
+  const Problem p = check_backward_problem(op, grad, keypoints, scores, limbs, sigma);
   check_cpu(op, keypoints);
-  check_grad(op, p, grad, keypoints);
   Gradients grads = empty_gradients(p, keypoints, output_mask);
   if (!grads.want_keypoints && !grads.want_scores) return {grads.keypoints, grads.scores};
-  if (p.N * p.T * p.M * p.V == 0) {
-    if (grads.want_keypoints) grads.keypoints.zero_();
-    if (grads.want_scores) grads.scores.zero_();
-    return finish_gradients(grads, keypoints);
-  }
+  if (p.N * p.T * p.M * p.V == 0) return finish_gradients(grads, keypoints);  // empty
   const KernelInputs in = kernel_inputs(p, keypoints, scores, limbs);
   AT_DISPATCH_FLOATING_TYPES_AND2(
       at::kBFloat16, at::kHalf, grad.scalar_type(), "render_heatmaps_backward_cpu", [&] {

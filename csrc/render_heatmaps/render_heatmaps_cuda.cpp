@@ -23,28 +23,6 @@ using namespace skelops::cuda;
 
 Dims dims_of(const Problem& p) { return {p.N, p.T, p.M, p.V, p.C, p.H, p.W}; }
 
-// Calls f with a null pointer of the CUDA element type of `dtype` (float64 included: the
-// heatmap kernels write any of the four).
-template <typename F>
-void dispatch_output_dtype(const char* op, at::ScalarType dtype, F&& f) {
-  switch (dtype) {
-    case at::kFloat:
-      f(static_cast<float*>(nullptr));
-      break;
-    case at::kDouble:
-      f(static_cast<double*>(nullptr));
-      break;
-    case at::kHalf:
-      f(static_cast<__half*>(nullptr));
-      break;
-    case at::kBFloat16:
-      f(static_cast<__nv_bfloat16*>(nullptr));
-      break;
-    default:
-      TORCH_CHECK_TYPE(false, op, ": float32, float64, float16 or bfloat16 expected, got ", dtype);
-  }
-}
-
 template <typename F>
 void dispatch_acc(const at::Tensor& keypoints, F&& f) {
   if (keypoints.scalar_type() == at::kDouble) {
@@ -80,7 +58,7 @@ at::Tensor render_heatmaps_cuda(const at::Tensor& keypoints, const at::Tensor& s
     using acc_t = std::remove_pointer_t<decltype(acc_tag)>;
     at::Tensor workspace = at::empty({std::max<int64_t>(forward_workspace_bytes<acc_t>(dims), 1)},
                                      keypoints.options().dtype(at::kByte));
-    dispatch_output_dtype(op, out_dtype, [&](auto* out_tag) {
+    dispatch_cuda_dtype<true>(op, out_dtype, [&](auto* out_tag) {
       using out_t = std::remove_pointer_t<decltype(out_tag)>;
       check_launch(op, "forward",
                    launch_render_heatmaps_forward<acc_t, out_t>(
@@ -97,12 +75,8 @@ std::tuple<at::Tensor, at::Tensor> render_heatmaps_backward_cuda(
     const std::optional<at::Tensor>& limbs, double sigma, bool pyskl_window,
     std::array<bool, 2> output_mask) {
   const char* op = "skelops::render_heatmaps_backward";
-  TORCH_CHECK_VALUE(grad.dim() == 5, op, ": grad must be [N, C, T, H, W], got shape ",
-                    grad.sizes());
-  const Problem p =
-      check_problem(op, keypoints, scores, limbs, grad.size(3), grad.size(4), sigma);
+  const Problem p = check_backward_problem(op, grad, keypoints, scores, limbs, sigma);
   check_cuda(op, keypoints);
-  check_grad(op, p, grad, keypoints);
   TORCH_CHECK_VALUE(p.H * p.W < (int64_t{1} << 31), op,
                     ": the CUDA kernel needs H * W < 2^31, got H=", p.H, ", W=", p.W);
   const c10::cuda::CUDAGuard guard(keypoints.device());
@@ -119,7 +93,7 @@ std::tuple<at::Tensor, at::Tensor> render_heatmaps_backward_cuda(
     at::Tensor workspace =
         at::empty({std::max<int64_t>(backward_workspace_bytes<acc_t>(dims), 1)},
                   keypoints.options().dtype(at::kByte));
-    dispatch_output_dtype(op, grad.scalar_type(), [&](auto* grad_tag) {
+    dispatch_cuda_dtype<true>(op, grad.scalar_type(), [&](auto* grad_tag) {
       using grad_t = std::remove_pointer_t<decltype(grad_tag)>;
       check_launch(
           op, "backward",

@@ -54,6 +54,9 @@ class Candidate:
     forward_only: bool = False
     # CPU threads to time it with (None: all of the process's), e.g. 1 for a per-core figure.
     threads: int | None = None
+    # Interleaved timing rounds for this candidate (None: the case's), e.g. fewer for a
+    # reference that takes many seconds per call than for the kernels compared with it.
+    rounds: int | None = None
 
 
 @dataclasses.dataclass
@@ -237,9 +240,13 @@ def _measure_all(case: Case, min_run_time: float, on_done: Callable[[str], None]
         except Exception as err:  # a failing candidate is reported, not fatal
             measured[cand.name] = {"candidate": cand.name, "error": repr(err)}
     times: dict[str, list[tuple[float, float]]] = {name: [] for name in prepared}
-    for _ in range(case.rounds):
+    rounds = {
+        cand.name: case.rounds if cand.rounds is None else cand.rounds for cand in case.candidates
+    }
+    for round_index in range(max(rounds.values(), default=0)):
         for name, prep in prepared.items():
-            times[name].append(prep.time(min_run_time))
+            if round_index < rounds[name]:
+                times[name].append(prep.time(min_run_time))
     for name, prep in prepared.items():
         fwd = sorted(t[0] for t in times[name])
         fwdbwd = sorted(t[1] for t in times[name] if t[1] is not None)

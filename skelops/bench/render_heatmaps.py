@@ -104,6 +104,8 @@ def cases(device: str) -> list[Case]:
                         "reference (vectorised PyTorch)",
                         _reference(size, None if mode == "keypoint" else limbs.to(device)),
                         "reference",
+                        # seconds to tens of seconds per call on the CPU: one round there
+                        rounds=None if kind == "cuda" else 1,
                     ),
                 ]
                 if kind == "cpu":
@@ -125,9 +127,7 @@ def cases(device: str) -> list[Case]:
                         make_inputs=make_inputs,
                         candidates=candidates,
                         note=f"sigma {SIGMA}; {mode} maps ({channels} channels)",
-                        # On the CPU the reference takes seconds to tens of seconds per call:
-                        # one round there (each still the median of its timer's repeats).
-                        rounds=3 if kind == "cuda" else 1,
+                        rounds=3,
                         warmup_calls=1,
                         **floors(size, channels, persons),
                     )

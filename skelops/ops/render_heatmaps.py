@@ -50,8 +50,9 @@ def render_heatmaps(
     both ends). Keypoints outside the canvas are valid: what of their Gaussian falls inside is
     drawn. The full Gaussian is drawn (zero where ``d^2 / (2 sigma^2) > 104``, below float32's
     smallest subnormal; float32 kernels may also flush values below float32's smallest normal
-    number, ``1.2e-38`` times the peak, to zero, as GPUs' fast ``exp`` does); ``pyskl_window=True`` cuts it to pyskl's integer 3-sigma windows
-    instead, reproducing pyskl exactly (see :func:`skelops.reference.render_heatmaps`: the cut
+    number, ``1.2e-38`` times the peak, to zero, as GPUs' fast ``exp`` does);
+    ``pyskl_window=True`` cuts it to pyskl's integer 3-sigma windows instead, reproducing pyskl
+    exactly (see :func:`skelops.reference.render_heatmaps`: the cut
     drops tails up to about 1.1% of the peak and makes the maps' coordinate gradients jump at
     the window borders).
 

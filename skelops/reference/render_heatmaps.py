@@ -47,10 +47,28 @@ def _in_window(
     return in_x & in_y
 
 
-def _gaussian(distance2: Tensor, sigma: float) -> tuple[Tensor, Tensor]:
+def _draw(
+    distance2: Tensor,
+    peak: Tensor,
+    valid: Tensor,
+    low: Tensor,
+    high: Tensor,
+    sigma: float,
+    size: tuple[int, int],
+    pyskl_window: bool,
+    grid_x: Tensor,
+    grid_y: Tensor,
+) -> Tensor:
+    """``peak * exp(-distance2 / (2 sigma^2))`` ``[..., H, W]`` where drawn: inside the cut-off
+    (or pyskl's window of the box ``low..high``), for valid primitives; 0 elsewhere."""
     exponent = distance2 / (2.0 * sigma * sigma)
-    inside = exponent <= EXPONENT_CUTOFF
-    return torch.exp(-exponent), inside
+    gaussian = torch.exp(-exponent)
+    if pyskl_window:
+        inside = _in_window(grid_x, grid_y, low, high, sigma, size)
+    else:
+        inside = exponent <= EXPONENT_CUTOFF
+    keep = inside & valid[..., None, None]
+    return torch.where(keep, peak[..., None, None] * gaussian, torch.zeros_like(gaussian))
 
 
 def _keypoint_values(
@@ -67,11 +85,9 @@ def _keypoint_values(
     safe = torch.where(valid[..., None], points, torch.zeros_like(points))
     dx = grid_x - safe[..., 0, None, None]
     dy = grid_y - safe[..., 1, None, None]
-    gaussian, inside = _gaussian(dx * dx + dy * dy, sigma)
-    if pyskl_window:
-        inside = _in_window(grid_x, grid_y, safe, safe, sigma, size)
-    keep = inside & valid[..., None, None]
-    return torch.where(keep, scores[..., None, None] * gaussian, torch.zeros_like(gaussian))
+    return _draw(
+        dx * dx + dy * dy, scores, valid, safe, safe, sigma, size, pyskl_window, grid_x, grid_y
+    )
 
 
 def _limb_values(
@@ -109,14 +125,12 @@ def _limb_values(
     along = torch.where(short[..., None, None], torch.zeros_like(along), along)
     rx = wx - along * u[..., 0, None, None]
     ry = wy - along * u[..., 1, None, None]
-    gaussian, inside = _gaussian(rx * rx + ry * ry, sigma)
-    if pyskl_window:
-        short_box = short[..., None]
-        low = torch.where(short_box, a, torch.minimum(a, b))
-        high = torch.where(short_box, a, torch.maximum(a, b))
-        inside = _in_window(grid_x, grid_y, low, high, sigma, size)
-    keep = inside & valid[..., None, None]
-    return torch.where(keep, peak[..., None, None] * gaussian, torch.zeros_like(gaussian))
+    short_box = short[..., None]
+    low = torch.where(short_box, a, torch.minimum(a, b))
+    high = torch.where(short_box, a, torch.maximum(a, b))
+    return _draw(
+        rx * rx + ry * ry, peak, valid, low, high, sigma, size, pyskl_window, grid_x, grid_y
+    )
 
 
 def render_heatmaps(

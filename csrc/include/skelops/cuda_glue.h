@@ -19,9 +19,16 @@ inline void check_launch(const char* op, const char* what, cudaError_t err) {
               cudaGetErrorString(err));
 }
 
-// Calls f with a null pointer of the CUDA element type of `dtype`.
-template <typename F>
+// Calls f with a null pointer of the CUDA element type of `dtype`; float64 too with
+// kWithDouble (for kernels instantiated for it).
+template <bool kWithDouble = false, typename F>
 void dispatch_cuda_dtype(const char* op, at::ScalarType dtype, F&& f) {
+  if constexpr (kWithDouble) {
+    if (dtype == at::kDouble) {
+      f(static_cast<double*>(nullptr));
+      return;
+    }
+  }
   switch (dtype) {
     case at::kFloat:
       f(static_cast<float*>(nullptr));
@@ -33,9 +40,8 @@ void dispatch_cuda_dtype(const char* op, at::ScalarType dtype, F&& f) {
       f(static_cast<__nv_bfloat16*>(nullptr));
       break;
     default:
-      TORCH_CHECK_TYPE(false, op,
-                       ": the CUDA kernel supports float32, float16 and bfloat16 tensors, got ",
-                       dtype);
+      TORCH_CHECK_TYPE(false, op, ": the CUDA kernel supports float32, ",
+                       kWithDouble ? "float64, " : "", "float16 and bfloat16 tensors, got ", dtype);
   }
 }
 
