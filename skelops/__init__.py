@@ -10,7 +10,7 @@ _C = _load_extension()
 
 __version__ = "0.1.0"
 
-from . import graphs, models, nn, ops, reference  # noqa: E402  (after the extension registered ops)
+from . import data, graphs, models, nn, ops, reference  # noqa: E402  (after the extension registered ops)
 from .ops import (  # noqa: E402
     graph_conv,
     multi_dilation_graph_conv,
@@ -21,6 +21,7 @@ from .ops import (  # noqa: E402
 
 __all__ = [
     "build_info",
+    "data",
     "graph_conv",
     "graphs",
     "models",
