@@ -32,6 +32,7 @@ from torch import Tensor
 
 from ..graphs.layouts import Layout, get_layout
 from ..graphs.limbs import COCO_LIMBS_POSEC3D, limb_flip_permutation
+from ..ops._common import check_tensor
 
 __all__ = [
     "HeatmapPipeline",
@@ -49,29 +50,17 @@ __all__ = [
 # argument checks and random numbers
 
 
-def _check_tensor(value: object, name: str, ndim: int, shape_doc: str) -> Tensor:
-    if not isinstance(value, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor {shape_doc}, got {type(value).__name__}")
-    if value.dim() != ndim:
-        raise ValueError(
-            f"{name} must have {ndim} dimensions {shape_doc}, got shape {tuple(value.shape)}"
-        )
-    return value
-
-
 def _check_keypoints(keypoints: object, name: str = "keypoints") -> Tensor:
-    keypoints = _check_tensor(keypoints, name, 5, "[N, T, M, V, 2]")
+    keypoints = check_tensor(name, keypoints, (5,), "[N, T, M, V, 2]")
     if keypoints.shape[-1] != 2:
         raise ValueError(f"{name} must end in 2 coordinates (x, y), got {tuple(keypoints.shape)}")
-    if not keypoints.is_floating_point():
-        raise TypeError(f"{name} must be floating point, got {keypoints.dtype}")
     return keypoints
 
 
 def _check_scores(scores: Tensor | None, keypoints: Tensor) -> Tensor | None:
     if scores is None:
         return None
-    scores = _check_tensor(scores, "scores", 4, "[N, T, M, V]")
+    scores = check_tensor("scores", scores, (4,), "[N, T, M, V]", floating=False)
     if scores.shape != keypoints.shape[:-1]:
         raise ValueError(
             f"scores must have shape {tuple(keypoints.shape[:-1])} (keypoints without the last "
@@ -192,7 +181,7 @@ def uniform_sample_frames(
         ``[N, num_clips, clip_len]`` int64 frame indices in ``[0, lengths[n])``, on the device of
         ``lengths``.
     """
-    lengths = _check_tensor(lengths, "lengths", 1, "[N]")
+    lengths = check_tensor("lengths", lengths, (1,), "[N]", floating=False)
     if lengths.is_floating_point() or lengths.dtype == torch.bool:
         raise TypeError(f"lengths must hold integers, got {lengths.dtype}")
     clip_len = _positive_int(clip_len, "clip_len")
@@ -532,7 +521,9 @@ def horizontal_flip(
     if flip is None:
         flip = _uniform((batch,), generator, keypoints.device) < flip_ratio
     else:
-        flip = _check_tensor(flip, "flip", 1, "[N]").to(device=keypoints.device, dtype=torch.bool)
+        flip = check_tensor("flip", flip, (1,), "[N]", floating=False).to(
+            device=keypoints.device, dtype=torch.bool
+        )
         if flip.shape[0] != batch:
             raise ValueError(f"flip must have {batch} entries, got {flip.shape[0]}")
 
@@ -671,7 +662,7 @@ class HeatmapPipeline:
         batch, frames, _, num_joints, _ = keypoints.shape
         if lengths is None:
             lengths = torch.full((batch,), frames, dtype=torch.int64, device=keypoints.device)
-        lengths = _check_tensor(lengths, "lengths", 1, "[N]")
+        lengths = check_tensor("lengths", lengths, (1,), "[N]", floating=False)
         if lengths.shape[0] != batch or bool((lengths > frames).any()):
             raise ValueError(
                 f"lengths must hold {batch} frame counts <= T_max={frames}, got {lengths.tolist()}"
