@@ -235,6 +235,26 @@ def test_output_dtype_and_channels_last(backend, dtype):
     assert_close_scaled(out, expected, dtype)
 
 
+@pytest.mark.parametrize("backend_device", BACKENDS, ids=str)
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_gradients_with_half_output(backend_device, dtype):
+    """float32 keypoints, half-precision maps: the kernels read the incoming gradient in the
+    maps' dtype; the gradients equal the float64 reference's for the same upstream values."""
+    backend, device = backend_device
+    skip_unavailable(backend, device)
+    keypoints, scores = make_inputs(1, 2, 2, 17, (9, 11), torch.float32, device, seed=9)
+    k, s = keypoints.clone().requires_grad_(), scores.clone().requires_grad_()
+    out = skelops.render_heatmaps(k, s, (9, 11), mode="limb", dtype=dtype, backend=backend)
+    upstream = torch.randn(out.shape, generator=torch.Generator().manual_seed(1)).to(dtype)
+    out.backward(upstream.to(device))
+    k64, s64 = keypoints.double().requires_grad_(), scores.double().requires_grad_()
+    limbs = torch.tensor(graphs.COCO_LIMBS, device=device)
+    expected = reference.render_heatmaps(k64, s64, (9, 11), 0.6, limbs)
+    expected.backward(upstream.double().to(device))
+    assert_close_scaled(torch.nan_to_num(k.grad), torch.nan_to_num(k64.grad), torch.float32)
+    assert_close_scaled(s.grad, s64.grad, torch.float32)
+
+
 def test_autocast_output_dtype():
     keypoints, scores = make_inputs(1, 2, 1, 17, (8, 8), torch.float32, seed=6)
     with torch.autocast("cpu", dtype=torch.bfloat16):

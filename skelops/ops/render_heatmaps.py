@@ -283,9 +283,10 @@ def _setup_context(ctx, inputs, output) -> None:
 def _make_backward(backward_op):
     def backward(ctx, grad):
         keypoints, scores, limbs = ctx.saved_tensors
-        # The kernels read the gradient in keypoints' dtype (the output's may differ).
+        # The kernels read the gradient in its own dtype (the output's, which may differ from
+        # the keypoints'): no converted copy of it.
         grads = backward_op(
-            grad.to(keypoints.dtype),
+            grad,
             keypoints,
             scores,
             limbs,
