@@ -99,6 +99,69 @@ TORCH_LIBRARY(skelops, m) {
       "render_heatmaps_backward(Tensor grad, Tensor keypoints, Tensor scores, Tensor? limbs, "
       "float sigma, bool pyskl_window, bool[2] output_mask) -> (Tensor, Tensor)",
       {at::Tag::pt2_compliant_tag});
+  // Forward kinematics along a kinematic tree: local_rotations [N, J, 3, 3] (joint j's rotation
+  // relative to its parent), rest_joints [J, 3] or [N, J, 3] (joint positions in the rest pose),
+  // parents [J] (parents[j] < j, -1 for a root). Returns global_rotations [N, J, 3, 3]
+  // (G_j = G_parent @ L_j), posed_joints [N, J, 3] (p_j = G_parent @ (r_j - r_parent) +
+  // p_parent; a root's p_j = r_j) and global_translations [N, J, 3] (t_j = p_j - G_j @ r_j: the
+  // rest-to-posed rigid transform x -> G_j x + t_j that skinning applies).
+  m.def(
+      "forward_kinematics(Tensor local_rotations, Tensor rest_joints, int[] parents) "
+      "-> (Tensor, Tensor, Tensor)",
+      {at::Tag::pt2_compliant_tag});
+  // Gradients (local_rotations, rest_joints) for output_mask from the gradients of the three
+  // outputs (an absent one is zero); global_rotations is the forward's first output.
+  m.def(
+      "forward_kinematics_backward(Tensor? grad_global_rotations, Tensor? grad_posed_joints, "
+      "Tensor? grad_global_translations, Tensor local_rotations, Tensor rest_joints, "
+      "int[] parents, Tensor global_rotations, bool[2] output_mask) -> (Tensor, Tensor)",
+      {at::Tag::pt2_compliant_tag});
+  // Linear blend skinning: vertices [N or 1, P, 3], weights [P, J] dense (weight_indices none)
+  // or [P, K] with weight_indices [P, K] (int32/int64 joint indices in [0, J)), rotations
+  // [N, J, 3, 3], translations [N, J, 3] -> out [N, P, 3],
+  // out[n, p] = sum_j w[p, j] (R[n, j] @ v[n or 0, p] + t[n, j]); no per-vertex matrix stored.
+  m.def(
+      "linear_blend_skinning(Tensor vertices, Tensor weights, Tensor? weight_indices, "
+      "Tensor rotations, Tensor translations) -> Tensor",
+      {at::Tag::pt2_compliant_tag});
+  // Gradients (vertices, weights, rotations, translations) for output_mask; a masked-out one is
+  // an empty tensor.
+  m.def(
+      "linear_blend_skinning_backward(Tensor grad_out, Tensor vertices, Tensor weights, "
+      "Tensor? weight_indices, Tensor rotations, Tensor translations, bool[4] output_mask) "
+      "-> (Tensor, Tensor, Tensor, Tensor)",
+      {at::Tag::pt2_compliant_tag});
+  // Rodrigues' formula: axis_angle [B, 3] (direction = axis, norm = angle) -> [B, 3, 3].
+  m.def("axis_angle_to_matrix(Tensor axis_angle) -> Tensor", {at::Tag::pt2_compliant_tag});
+  m.def("axis_angle_to_matrix_backward(Tensor grad, Tensor axis_angle) -> Tensor",
+        {at::Tag::pt2_compliant_tag});
+  // Joint rotations from single-axis degrees of freedom (SKEL's biomechanical joints): pose
+  // [N, D] angles, axes [D, 3] fixed unit axes, dof_joints [D] non-decreasing joint index of each
+  // DoF -> local rotations [N, num_joints, 3, 3]; joint j with DoFs d_1 < ... < d_k gets
+  // R(a_dk, q_dk) @ ... @ R(a_d1, q_d1) (a later DoF applied on the left, as SKEL's
+  // CustomJoint), a joint without DoFs the identity.
+  m.def("dof_rotations(Tensor pose, Tensor axes, int[] dof_joints, int num_joints) -> Tensor",
+        {at::Tag::pt2_compliant_tag});
+  // Gradients (pose, axes) for output_mask; a masked-out one is an empty tensor.
+  m.def(
+      "dof_rotations_backward(Tensor grad, Tensor pose, Tensor axes, int[] dof_joints, "
+      "int num_joints, bool[2] output_mask) -> (Tensor, Tensor)",
+      {at::Tag::pt2_compliant_tag});
+  // Camera projection: points [N, P, 3], camera [N, 4] pinhole (fx, fy, cx, cy) or [N, 3] weak
+  // perspective (s, tx, ty), optional extrinsics rotation [N, 3, 3] and translation [N, 3]
+  // (X_c = R X + t) -> [N, P, 2]. Pinhole: (fx x_c / z + cx, fy y_c / z + cy) with
+  // z = max(z_c, min_depth); weak perspective (HMR's): s (x_c + tx, y_c + ty).
+  m.def(
+      "project_points(Tensor points, Tensor camera, Tensor? rotation, Tensor? translation, "
+      "bool weak_perspective, float min_depth) -> Tensor",
+      {at::Tag::pt2_compliant_tag});
+  // Gradients (points, camera, rotation, translation) for output_mask; a masked-out or absent
+  // one is an empty tensor.
+  m.def(
+      "project_points_backward(Tensor grad, Tensor points, Tensor camera, Tensor? rotation, "
+      "Tensor? translation, bool weak_perspective, float min_depth, bool[4] output_mask) "
+      "-> (Tensor, Tensor, Tensor, Tensor)",
+      {at::Tag::pt2_compliant_tag});
 }
 
 namespace {
