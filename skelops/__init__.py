@@ -10,7 +10,7 @@ _C = _load_extension()
 
 __version__ = "0.1.0"
 
-from . import data, graphs, models, nn, ops, reference  # noqa: E402  (after the extension registered ops)
+from . import data, graphs, models, nn, ops, reference, rotations  # noqa: E402  (after the extension registered ops)
 from .ops import (  # noqa: E402
     graph_conv,
     multi_dilation_graph_conv,
@@ -31,6 +31,7 @@ __all__ = [
     "partition_attention",
     "reference",
     "render_heatmaps",
+    "rotations",
     "spatio_temporal_curve",
 ]
 

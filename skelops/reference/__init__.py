@@ -5,10 +5,13 @@ from .graph_conv import graph_conv
 from .multi_dilation_graph_conv import multi_dilation_graph_conv
 from .partition_attention import partition_attention
 from .render_heatmaps import render_heatmaps
+from .rotations import axis_angle_to_matrix, dof_rotations
 from .sparse_graph_conv import sparse_graph_conv
 from .spatio_temporal_curve import spatio_temporal_curve
 
 __all__ = [
+    "axis_angle_to_matrix",
+    "dof_rotations",
     "graph_conv",
     "multi_dilation_graph_conv",
     "partition_attention",
