@@ -13,9 +13,11 @@ __version__ = "0.1.0"
 from . import data, graphs, models, nn, ops, reference, rotations  # noqa: E402  (after the extension registered ops)
 from .ops import (  # noqa: E402
     graph_conv,
+    linear_blend_skinning,
     multi_dilation_graph_conv,
     partition_attention,
     render_heatmaps,
+    skinning_weights_to_sparse,
     spatio_temporal_curve,
 )
 
@@ -24,6 +26,7 @@ __all__ = [
     "data",
     "graph_conv",
     "graphs",
+    "linear_blend_skinning",
     "models",
     "multi_dilation_graph_conv",
     "nn",
@@ -32,6 +35,7 @@ __all__ = [
     "reference",
     "render_heatmaps",
     "rotations",
+    "skinning_weights_to_sparse",
     "spatio_temporal_curve",
 ]
 

@@ -6,6 +6,7 @@ as an operator of its own) plus ``torch.ops.skelops.<name>_triton`` for the Trit
 
 from ._common import BACKENDS, available_backends
 from .graph_conv import graph_conv
+from .linear_blend_skinning import linear_blend_skinning, skinning_weights_to_sparse
 from .multi_dilation_graph_conv import multi_dilation_graph_conv
 from .partition_attention import partition_attention
 from .render_heatmaps import render_heatmaps
@@ -18,8 +19,10 @@ __all__ = [
     "axis_angle_to_matrix",
     "dof_rotations",
     "graph_conv",
+    "linear_blend_skinning",
     "multi_dilation_graph_conv",
     "partition_attention",
     "render_heatmaps",
+    "skinning_weights_to_sparse",
     "spatio_temporal_curve",
 ]

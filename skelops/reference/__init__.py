@@ -2,6 +2,7 @@
 fallback where no compiled or Triton kernel applies."""
 
 from .graph_conv import graph_conv
+from .linear_blend_skinning import linear_blend_skinning
 from .multi_dilation_graph_conv import multi_dilation_graph_conv
 from .partition_attention import partition_attention
 from .render_heatmaps import render_heatmaps
@@ -13,6 +14,7 @@ __all__ = [
     "axis_angle_to_matrix",
     "dof_rotations",
     "graph_conv",
+    "linear_blend_skinning",
     "multi_dilation_graph_conv",
     "partition_attention",
     "render_heatmaps",
