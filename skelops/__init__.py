@@ -12,6 +12,7 @@ __version__ = "0.1.0"
 
 from . import data, graphs, models, nn, ops, reference, rotations  # noqa: E402  (after the extension registered ops)
 from .ops import (  # noqa: E402
+    forward_kinematics,
     graph_conv,
     linear_blend_skinning,
     multi_dilation_graph_conv,
@@ -24,6 +25,7 @@ from .ops import (  # noqa: E402
 __all__ = [
     "build_info",
     "data",
+    "forward_kinematics",
     "graph_conv",
     "graphs",
     "linear_blend_skinning",

@@ -5,6 +5,7 @@ as an operator of its own) plus ``torch.ops.skelops.<name>_triton`` for the Trit
 """
 
 from ._common import BACKENDS, available_backends
+from .forward_kinematics import KinematicsResult, forward_kinematics
 from .graph_conv import graph_conv
 from .linear_blend_skinning import linear_blend_skinning, skinning_weights_to_sparse
 from .multi_dilation_graph_conv import multi_dilation_graph_conv
@@ -18,6 +19,8 @@ __all__ = [
     "available_backends",
     "axis_angle_to_matrix",
     "dof_rotations",
+    "forward_kinematics",
+    "KinematicsResult",
     "graph_conv",
     "linear_blend_skinning",
     "multi_dilation_graph_conv",

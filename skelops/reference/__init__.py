@@ -1,6 +1,7 @@
 """Plain PyTorch references: the definition of every skelops operator, the test oracle and the
 fallback where no compiled or Triton kernel applies."""
 
+from .forward_kinematics import forward_kinematics
 from .graph_conv import graph_conv
 from .linear_blend_skinning import linear_blend_skinning
 from .multi_dilation_graph_conv import multi_dilation_graph_conv
@@ -13,6 +14,7 @@ from .spatio_temporal_curve import spatio_temporal_curve
 __all__ = [
     "axis_angle_to_matrix",
     "dof_rotations",
+    "forward_kinematics",
     "graph_conv",
     "linear_blend_skinning",
     "multi_dilation_graph_conv",
