@@ -10,6 +10,12 @@ from __future__ import annotations
 
 from .adjacency import build_adjacency, dilated_adjacency, hop_distance, normalize_adjacency
 from .hdgcn import hdgcn_adjacency, hdgcn_groups
+from .kinematic_trees import (
+    KinematicTree,
+    get_kinematic_tree,
+    list_kinematic_trees,
+    tree_depth,
+)
 from .layouts import Layout, get_layout, list_layouts, register_layout
 from .limbs import COCO_LIMBS, COCO_LIMBS_POSEC3D, limb_flip_permutation
 from .mpgcn import PanoramicGraph, mpgcn_adjacency, panoramic_graph, to_panoramic
@@ -27,6 +33,7 @@ __all__ = [
     "COCO_LIMBS",
     "COCO_LIMBS_POSEC3D",
     "BlockDiagonalAdjacency",
+    "KinematicTree",
     "Layout",
     "PanoramicGraph",
     "SparseAdjacency",
@@ -34,6 +41,7 @@ __all__ = [
     "build_adjacency",
     "dilated_adjacency",
     "frame_windows",
+    "get_kinematic_tree",
     "get_layout",
     "hdgcn_adjacency",
     "hdgcn_groups",
@@ -41,6 +49,7 @@ __all__ = [
     "joint_groups",
     "jvbm_features",
     "limb_flip_permutation",
+    "list_kinematic_trees",
     "list_layouts",
     "motion_stream",
     "mpgcn_adjacency",
@@ -54,4 +63,5 @@ __all__ = [
     "to_block_diagonal",
     "to_panoramic",
     "to_sparse",
+    "tree_depth",
 ]
