@@ -17,7 +17,9 @@ from .ops import (  # noqa: E402
     linear_blend_skinning,
     multi_dilation_graph_conv,
     partition_attention,
+    project_points,
     render_heatmaps,
+    reprojection_loss,
     skinning_weights_to_sparse,
     spatio_temporal_curve,
 )
@@ -34,10 +36,12 @@ __all__ = [
     "nn",
     "ops",
     "partition_attention",
+    "project_points",
     "reference",
     "render_heatmaps",
     "rotations",
     "skinning_weights_to_sparse",
+    "reprojection_loss",
     "spatio_temporal_curve",
 ]
 

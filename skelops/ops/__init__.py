@@ -10,6 +10,7 @@ from .graph_conv import graph_conv
 from .linear_blend_skinning import linear_blend_skinning, skinning_weights_to_sparse
 from .multi_dilation_graph_conv import multi_dilation_graph_conv
 from .partition_attention import partition_attention
+from .project_points import project_points, reprojection_loss
 from .render_heatmaps import render_heatmaps
 from .rotations import axis_angle_to_matrix, dof_rotations
 from .spatio_temporal_curve import spatio_temporal_curve
@@ -25,7 +26,9 @@ __all__ = [
     "linear_blend_skinning",
     "multi_dilation_graph_conv",
     "partition_attention",
+    "project_points",
     "render_heatmaps",
     "skinning_weights_to_sparse",
+    "reprojection_loss",
     "spatio_temporal_curve",
 ]

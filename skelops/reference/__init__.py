@@ -6,6 +6,7 @@ from .graph_conv import graph_conv
 from .linear_blend_skinning import linear_blend_skinning
 from .multi_dilation_graph_conv import multi_dilation_graph_conv
 from .partition_attention import partition_attention
+from .project_points import project_points
 from .render_heatmaps import render_heatmaps
 from .rotations import axis_angle_to_matrix, dof_rotations
 from .sparse_graph_conv import sparse_graph_conv
@@ -19,6 +20,7 @@ __all__ = [
     "linear_blend_skinning",
     "multi_dilation_graph_conv",
     "partition_attention",
+    "project_points",
     "render_heatmaps",
     "spatio_temporal_curve",
     "sparse_graph_conv",
