@@ -38,8 +38,8 @@ bench: install
 	$(PY) -m skelops.bench $(BENCH_ARGS)
 
 lint: $(VENV)/.deps
-	$(VENV)/bin/ruff check skelops python_tests
-	$(VENV)/bin/ruff format --check skelops python_tests
+	$(VENV)/bin/ruff check skelops python_tests examples
+	$(VENV)/bin/ruff format --check skelops python_tests examples
 
 # The torch-free CUDA kernels compiled by nvcc alone: no GPU and no CUDA torch needed.
 cuda-check:

@@ -412,6 +412,7 @@ def run(
 ) -> dict:
     """Run the registered benchmarks; returns the report (see ``write_report``)."""
     from . import graph_conv as _graph_conv  # noqa: F401  (registers its cases)
+    from . import kinematics as _kinematics  # noqa: F401
     from . import models as _models  # noqa: F401
     from . import multi_dilation_graph_conv as _multi_dilation_graph_conv  # noqa: F401
     from . import partition_attention as _partition_attention  # noqa: F401
