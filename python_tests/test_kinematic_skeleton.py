@@ -224,6 +224,20 @@ def test_skinning_matches_the_reference_and_gradients_flow():
     )
 
 
+def test_compiles_fullgraph():
+    vertices, weights = make_skin(20)
+    skeleton = KinematicSkeleton.from_tree("stick", skin_vertices=vertices, skin_weights=weights)
+    pose = (0.3 * torch.randn(4, 25)).requires_grad_()
+    translation = torch.randn(4, 3)
+    eager = skeleton(pose, translation)
+    compiled = torch.compile(skeleton, fullgraph=True)(pose, translation)
+    for name, a, b in zip(eager._fields, eager, compiled, strict=True):
+        torch.testing.assert_close(b, a, msg=name, atol=1e-5, rtol=1e-5)
+    (grad,) = torch.autograd.grad(compiled.vertices.sum(), pose)
+    (expected,) = torch.autograd.grad(eager.vertices.sum(), pose)
+    torch.testing.assert_close(grad, expected, atol=1e-4, rtol=1e-4)
+
+
 def test_learnable_rest_joints():
     skeleton = stick(learn_rest_joints=True)
     assert [name for name, _ in skeleton.named_parameters()] == ["rest_joints"]

@@ -10,6 +10,9 @@ vertices [N or 1, P, 3], weights [P, J] dense or (values [P, K], indices [P, K])
 from __future__ import annotations
 
 import itertools
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -252,9 +255,16 @@ def test_autocast():
     assert_close(ref, expected, torch.bfloat16)
 
 
-def test_backward_deterministic_across_thread_counts():
-    """Splits > 1 on both reduction sides (N = 40 samples, P = 3000 vertices)."""
-    inputs = make_inputs(40, 3000, 24, 4, True, False, torch.float32, seed=9)
+@pytest.mark.parametrize(
+    ("shared", "mask"),
+    [(True, [True] * 4), (False, [True, False, True, True])],
+    ids=["shared-all", "per-sample-fused"],
+)
+def test_backward_deterministic_across_thread_counts(shared, mask):
+    """Splits > 1 on both reduction sides (N = 40 samples, P = 3000 vertices); per-sample
+    vertices without weight gradients take the pass that fuses the vertex gradients into the
+    joint side."""
+    inputs = make_inputs(40, 3000, 24, 4, shared, False, torch.float32, seed=9)
     values, _ = split_weights(inputs[1])
     grad = torch.randn(40, 3000, 3, generator=torch.Generator().manual_seed(0))
     threads = torch.get_num_threads()
@@ -264,13 +274,65 @@ def test_backward_deterministic_across_thread_counts():
             torch.set_num_threads(count)
             results.append(
                 torch.ops.skelops.linear_blend_skinning_backward(
-                    grad, inputs[0], values, None, inputs[2], inputs[3], [True] * 4
+                    grad, inputs[0], values, None, inputs[2], inputs[3], mask
                 )
             )
     finally:
         torch.set_num_threads(threads)
     for first, second in zip(*results, strict=True):
         assert torch.equal(first, second)
+
+
+_ISA_SKINNING = """
+import sys, torch, skelops
+g = torch.Generator().manual_seed(3)
+outs = {}
+for shared in (False, True):
+    for k in (4, 3):
+        vertices = torch.randn(1 if shared else 5, 700, 3, generator=g)
+        values = torch.rand(700, k, generator=g) + 0.1
+        values[::7, -1] = 0.0
+        indices = torch.randint(0, 24, (700, k), generator=g, dtype=torch.int32)
+        rotations = torch.randn(5, 24, 3, 3, generator=g)
+        translations = torch.randn(5, 24, 3, generator=g)
+        grad = torch.randn(5, 700, 3, generator=g)
+        args = (vertices, values, indices, rotations, translations)
+        outs[shared, k, "forward"] = torch.ops.skelops.linear_blend_skinning(*args)
+        for mask in ([True] * 4, [True, False, True, True], [True, False, False, False],
+                     [False, False, True, True]):
+            grads = torch.ops.skelops.linear_blend_skinning_backward(grad, *args, mask)
+            for name, t in zip("vwrt", grads):
+                outs[shared, k, str(mask), name] = t
+torch.save(outs, sys.argv[1])
+"""
+
+
+def test_cpu_baseline_loops_match_the_default_isa(tmp_path):
+    """The float32 vertex loops run on AVX2 + FMA where the CPU has them; SKELOPS_CPU_ISA=baseline
+    forces the portable loops (chosen once per process, hence subprocesses), which must agree
+    within float32's tolerance (FMA contraction rounds differently). Rows of K = 4 and of
+    another K take different copies of the loops."""
+    results = {}
+    for isa in ("baseline", "default"):
+        env = dict(os.environ)
+        env.pop("SKELOPS_CPU_ISA", None)
+        if isa == "baseline":
+            env["SKELOPS_CPU_ISA"] = "baseline"
+        path = tmp_path / f"{isa}.pt"
+        run = subprocess.run(
+            [sys.executable, "-c", _ISA_SKINNING, str(path)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert run.returncode == 0, run.stderr
+        results[isa] = torch.load(path)
+    assert results["baseline"].keys() == results["default"].keys()
+    for key, base in results["baseline"].items():
+        if base.numel():
+            assert base.abs().max() > 0.1, key
+        assert_close(results["default"][key], base, torch.float32)
 
 
 @pytest.mark.parametrize("sparse", [False, True])

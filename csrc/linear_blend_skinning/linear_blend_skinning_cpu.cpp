@@ -3,27 +3,46 @@
 // Weights are read as "ELL" rows: [P, K] values with int32 joint indices. Dense [P, J] weights
 // are first compressed to their non-zero entries (K' = the largest count in a row, padded with
 // zeros; SMPL's [6890, 24] matrix has at most 4 per row), so that the dense path costs what the
-// sparse one does; zero weights are skipped in every blend. The per-vertex math is
-// linear_blend_skinning_math.h: the 3 x 4 blended matrix lives in registers, never in memory.
+// sparse one does. The hot per-vertex loops (forward; joint side of the backward, with the
+// vertex gradients fused in) are linear_blend_skinning_cpu_rows_impl.h: torch-free, on explicit
+// 4- or 8-wide vectors, blending every entry of a row (a zero weight's multiply is cheaper than
+// the mispredicted branch that skipped it), and compiled twice: for the build's baseline ISA
+// (SSE2 on x86-64; every dtype) and, for float32, with AVX2 + FMA in
+// linear_blend_skinning_avx2_cpu.cpp, called where skelops::cpu::use_avx2_fma()
+// (skelops/cpu_isa.h) says so. The two round differently where FMA contracts a multiply-add.
+// The blended matrix lives in registers, never in memory.
 //
 // Forward, parallel over (vertex chunk, sample) units: the unit's vertices are blended and
-// posed one after another (12 multiply-adds per influence, 12 more to apply), reading vertices
-// and writing out once: the floor is the bytes of vertices + out (24 B per vertex and sample in
-// float32) and ~12 (K + 1) multiply-adds.
+// posed one after another from [J, 16] column transforms (linear_blend_skinning_cpu_rows.h;
+// 16 multiply-adds per influence, 12 more to apply), reading vertices and writing out once:
+// the floor is the bytes of vertices + out (24 B per vertex and sample in float32, ~0.7 GB at
+// SMPL size and N = 4096) and ~16 (K + 1) multiply-adds. Large outputs get transparent huge
+// pages (skelops/cpu_memory.h): with 4 KB pages their first-touch faults cost about what the
+// kernel does.
 //
-// Backward, two passes over grad_out, each a fixed partition with partial sums reduced in a
-// fixed order, so the results do not depend on the number of threads:
-//   vertex side: units (vertex chunk of kVertexChunk, sample range); per vertex and sample the
-//     weight gradients g . (a_j [v; 1]) (every j of a dense row, every k of a sparse one: zero
-//     weights have gradients too) and the vertex gradient M_R^T g; per-sample vertex gradients
-//     are written directly, the weight and shared-vertex gradients go to [T, P, .] partials
-//     (T sample ranges) summed in range order.
+// Backward, each pass a fixed partition with partial sums reduced in a fixed order, so the
+// results do not depend on the number of threads:
+//   vertex side (weight gradients or shared vertices asked for): units (vertex chunk of
+//     kVertexChunk, sample range); per vertex and sample the weight gradients g . (a_j [v; 1])
+//     (every j of a dense row, every k of a sparse one: zero weights have gradients too) and
+//     the vertex gradient M_R^T g; per-sample vertex gradients are written directly, the
+//     weight and shared-vertex gradients go to [T, P, .] partials (T sample ranges) summed in
+//     range order.
 //   joint side: units (sample n, vertex range s); a unit accumulates d a_j[r, c] +=
 //     w g[r] [v; 1][c] over its vertices into its own [J, 12] partial; the S partials of a
-//     sample are summed in order into grad_rotations / grad_translations.
+//     sample are summed in order into grad_rotations / grad_translations. Per-sample vertex
+//     gradients without weight gradients (the usual training case) are computed here too,
+//     M_R^T g per vertex, so that grad_out and the vertices are read once.
 // T and S depend on the shapes only (split_count), never on the thread count.
 #include "linear_blend_skinning/linear_blend_skinning_common.h"
+#include "linear_blend_skinning/linear_blend_skinning_cpu_rows.h"
 #include "linear_blend_skinning/linear_blend_skinning_math.h"
+
+#define SKELOPS_LINEAR_BLEND_SKINNING_ISA baseline
+#include "linear_blend_skinning/linear_blend_skinning_cpu_rows_impl.h"
+
+#include <skelops/cpu_isa.h>
+#include <skelops/cpu_memory.h>
 
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
@@ -35,6 +54,7 @@
 #include <cstdint>
 #include <optional>
 #include <tuple>
+#include <type_traits>
 #include <vector>
 
 namespace skelops::linear_blend_skinning {
@@ -101,34 +121,71 @@ void load3(const scalar_t* src, acc_t* dst) {
   dst[2] = static_cast<acc_t>(src[2]);
 }
 
+// The per-vertex loops (linear_blend_skinning_cpu_rows_impl.h) for the running CPU: float32 on
+// AVX2 + FMA where skelops::cpu::use_avx2_fma() says so, everything else in the baseline build.
+template <typename scalar_t, typename acc_t>
+void forward_rows(const ForwardRows<scalar_t, acc_t>& a) {
+#if defined(SKELOPS_WITH_AVX2)
+  if constexpr (std::is_same_v<scalar_t, float> && std::is_same_v<acc_t, float>) {
+    if (skelops::cpu::use_avx2_fma()) return avx2::forward_rows(a);
+  }
+#endif
+  baseline::forward_rows_impl(a);
+}
+
+template <typename scalar_t, typename acc_t>
+void joint_rows(const JointRows<scalar_t, acc_t>& a) {
+#if defined(SKELOPS_WITH_AVX2)
+  if constexpr (std::is_same_v<scalar_t, float> && std::is_same_v<acc_t, float>) {
+    if (skelops::cpu::use_avx2_fma()) return avx2::joint_rows(a);
+  }
+#endif
+  baseline::joint_rows_impl(a);
+}
+
+// The packed [N, J, 12] row-major transforms as [N, J, 16] column transforms
+// (linear_blend_skinning_cpu_rows.h), for the forward.
+template <typename acc_t>
+std::vector<acc_t> column_transforms(const Problem& p, const acc_t* transforms) {
+  std::vector<acc_t> columns(p.N * p.J * kColumnTransform);
+  at::parallel_for(0, p.N * p.J, kMinTaskFlops / kColumnTransform + 1, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) {
+      const acc_t* rows = transforms + i * kTransform;
+      acc_t* cols = columns.data() + i * kColumnTransform;
+      for (int c = 0; c < 4; ++c) {
+        for (int r = 0; r < 3; ++r) cols[c * 4 + r] = rows[r * 4 + c];
+        cols[c * 4 + 3] = acc_t(0);
+      }
+    }
+  });
+  return columns;
+}
+
 template <typename scalar_t, typename acc_t>
 void forward_kernel(const Problem& p, const KernelInputs& in, const Influences<acc_t>& inf,
                     scalar_t* out) {
   const scalar_t* vertices = in.vertices.const_data_ptr<scalar_t>();
-  const acc_t* transforms = in.transforms.const_data_ptr<acc_t>();
+  const std::vector<acc_t> columns =
+      column_transforms(p, in.transforms.const_data_ptr<acc_t>());
   const int64_t chunks = ceil_div(p.P, kVertexChunk);
   const int64_t unit_flops = std::min(p.P, kVertexChunk) * (inf.K + 1) * 24;
   const int64_t grain = ceil_div(kMinTaskFlops, std::max<int64_t>(1, unit_flops));
-  // Units chunk-major: a task's consecutive units share the chunk's weights.
+  // Units sample-major: a task streams through contiguous vertices and out (chunk-major
+  // units, 3 KB apart from each other per sample, ran ~1.7x slower at SMPL size), and the
+  // weights it rereads per sample ([P, K] values and indices, 220 KB for SMPL) stay in L2.
   at::parallel_for(0, chunks * p.N, grain, [&](int64_t begin, int64_t end) {
     for (int64_t u = begin; u < end; ++u) {
-      const int64_t chunk = u / p.N, n = u % p.N;
-      const acc_t* a = transforms + n * p.J * kTransform;
-      const scalar_t* vn = vertices + (p.shared_vertices ? 0 : n) * p.P * 3;
-      scalar_t* on = out + n * p.P * 3;
-      const int64_t v1 = std::min(p.P, (chunk + 1) * kVertexChunk);
-      for (int64_t v = chunk * kVertexChunk; v < v1; ++v) {
-        acc_t m[kTransform] = {};
-        for (int64_t k = 0; k < inf.K; ++k) {
-          const acc_t w = inf.values[v * inf.K + k];
-          if (w == acc_t(0)) continue;
-          add_weighted_transform(m, w, a + inf.indices[v * inf.K + k] * kTransform);
-        }
-        acc_t x[3], y[3];
-        load3(vn + v * 3, x);
-        apply_transform(m, x[0], x[1], x[2], y);
-        for (int c = 0; c < 3; ++c) on[v * 3 + c] = static_cast<scalar_t>(y[c]);
-      }
+      const int64_t n = u / chunks, chunk = u % chunks;
+      ForwardRows<scalar_t, acc_t> rows;
+      rows.vertices = vertices + (p.shared_vertices ? 0 : n) * p.P * 3;
+      rows.columns = columns.data() + n * p.J * kColumnTransform;
+      rows.values = inf.values;
+      rows.indices = inf.indices;
+      rows.K = inf.K;
+      rows.out = out + n * p.P * 3;
+      rows.v0 = chunk * kVertexChunk;
+      rows.v1 = std::min(p.P, (chunk + 1) * kVertexChunk);
+      forward_rows(rows);
     }
   });
 }
@@ -220,44 +277,44 @@ void vertex_side_backward(const Problem& p, const KernelInputs& in, const Influe
   });
 }
 
-// Rotation and translation gradients (joint side of the backward).
+// Rotation and translation gradients (joint side of the backward), and the vertex gradients
+// with them where with_vertices (per-sample vertices and no weight gradients: the vertex side
+// then needs no pass of its own over grad_out and the vertices).
 template <typename scalar_t, typename acc_t>
 void joint_side_backward(const Problem& p, const KernelInputs& in, const Influences<acc_t>& inf,
-                         const scalar_t* grad_out, Gradients& grads) {
+                         const scalar_t* grad_out, Gradients& grads, bool with_vertices) {
   const bool want_r = grads.want[2], want_t = grads.want[3];
-  if (!want_r && !want_t) return;
+  const bool want_joints = want_r || want_t;
+  if (!want_joints && !with_vertices) return;
   const scalar_t* vertices = in.vertices.const_data_ptr<scalar_t>();
+  const acc_t* transforms = in.transforms.const_data_ptr<acc_t>();
+  scalar_t* grad_v = with_vertices ? grads.vertices.mutable_data_ptr<scalar_t>() : nullptr;
   const int64_t S = split_count(p.N, kTargetTasks, p.P, kMinVerticesPerSplit);
   const int64_t vertices_per_split = ceil_div(p.P, S);
   const int64_t slice = p.J * kTransform;
-  std::vector<acc_t> partial(p.N * S * slice);
-  const int64_t unit_flops = std::min(p.P, vertices_per_split) * (inf.K + 1) * 24;
+  std::vector<acc_t> partial(want_joints ? p.N * S * slice : 0);
+  const int64_t unit_flops =
+      std::min(p.P, vertices_per_split) * (inf.K + 1) * (want_joints + with_vertices) * 24;
   const int64_t grain = ceil_div(kMinTaskFlops, std::max<int64_t>(1, unit_flops));
   at::parallel_for(0, p.N * S, grain, [&](int64_t begin, int64_t end) {
     for (int64_t u = begin; u < end; ++u) {
       const int64_t n = u / S, s = u % S;
-      const int64_t v0 = s * vertices_per_split, v1 = std::min(p.P, v0 + vertices_per_split);
-      acc_t* acc = partial.data() + u * slice;
-      std::fill(acc, acc + slice, acc_t(0));
-      const scalar_t* vn = vertices + (p.shared_vertices ? 0 : n) * p.P * 3;
-      const scalar_t* gn = grad_out + n * p.P * 3;
-      for (int64_t v = v0; v < v1; ++v) {
-        acc_t g[3], x[3];
-        load3(gn + v * 3, g);
-        load3(vn + v * 3, x);
-        const acc_t h[4] = {x[0], x[1], x[2], acc_t(1)};
-        for (int64_t k = 0; k < inf.K; ++k) {
-          const acc_t w = inf.values[v * inf.K + k];
-          if (w == acc_t(0)) continue;
-          acc_t* aj = acc + inf.indices[v * inf.K + k] * kTransform;
-          for (int r = 0; r < 3; ++r) {
-            const acc_t wg = w * g[r];
-            for (int c = 0; c < 4; ++c) aj[r * 4 + c] += wg * h[c];
-          }
-        }
-      }
+      JointRows<scalar_t, acc_t> rows;
+      rows.vertices = vertices + (p.shared_vertices ? 0 : n) * p.P * 3;
+      rows.grad_out = grad_out + n * p.P * 3;
+      rows.transforms = transforms + n * p.J * kTransform;
+      rows.values = inf.values;
+      rows.indices = inf.indices;
+      rows.K = inf.K;
+      rows.acc = want_joints ? partial.data() + u * slice : nullptr;
+      rows.grad_vertices = with_vertices ? grad_v + n * p.P * 3 : nullptr;
+      rows.v0 = s * vertices_per_split;
+      rows.v1 = std::min(p.P, rows.v0 + vertices_per_split);
+      if (rows.acc != nullptr) std::fill(rows.acc, rows.acc + slice, acc_t(0));
+      joint_rows(rows);
     }
   });
+  if (!want_joints) return;
   scalar_t* grad_r = want_r ? grads.rotations.mutable_data_ptr<scalar_t>() : nullptr;
   scalar_t* grad_t = want_t ? grads.translations.mutable_data_ptr<scalar_t>() : nullptr;
   at::parallel_for(0, p.N, kMinTaskFlops / (S * slice) + 1, [&](int64_t begin, int64_t end) {
@@ -292,6 +349,7 @@ at::Tensor linear_blend_skinning_cpu(const at::Tensor& vertices, const at::Tenso
   check_cpu(op, vertices);
   if (is_trivial(p)) return at::zeros({p.N, p.P, 3}, vertices.options());
   at::Tensor out = at::empty({p.N, p.P, 3}, vertices.options());
+  skelops::cpu::advise_huge_pages(out.mutable_data_ptr(), out.nbytes());
   const KernelInputs in =
       kernel_inputs(p, vertices, weights, weight_indices, rotations, translations);
   AT_DISPATCH_FLOATING_TYPES_AND2(
@@ -314,6 +372,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> linear_blend_skinning
   check_grad_out(op, grad_out, vertices, p);
   Gradients grads = allocate_gradients(p, vertices, weights, output_mask);
   if (is_trivial(p)) return as_tuple(grads);
+  if (output_mask[0]) {
+    skelops::cpu::advise_huge_pages(grads.vertices.mutable_data_ptr(), grads.vertices.nbytes());
+  }
   const KernelInputs in =
       kernel_inputs(p, vertices, weights, weight_indices, rotations, translations);
   const at::Tensor g = grad_out.contiguous();
@@ -323,8 +384,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> linear_blend_skinning
         Influences<acc_t> inf;
         make_influences(p, in, inf);
         const scalar_t* gp = g.const_data_ptr<scalar_t>();
-        vertex_side_backward<scalar_t, acc_t>(p, in, inf, gp, grads);
-        joint_side_backward<scalar_t, acc_t>(p, in, inf, gp, grads);
+        // Per-sample vertex gradients without weight gradients come with the joint side's pass.
+        const bool fused = output_mask[0] && !output_mask[1] && !p.shared_vertices;
+        if (!fused) vertex_side_backward<scalar_t, acc_t>(p, in, inf, gp, grads);
+        joint_side_backward<scalar_t, acc_t>(p, in, inf, gp, grads, fused);
       });
   return as_tuple(grads);
 }

@@ -16,6 +16,8 @@
 #include "project_points/project_points_common.h"
 #include "project_points/project_points_math.h"
 
+#include <skelops/cpu_memory.h>
+
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
@@ -191,6 +193,8 @@ at::Tensor project_points_cpu(const at::Tensor& points, const at::Tensor& camera
   check_cpu(op, points);
   at::Tensor out = empty_output(p, points);
   if (out.numel() == 0) return out;
+  // Written once, in full: huge pages spare a large output's first-touch faults.
+  skelops::cpu::advise_huge_pages(out.mutable_data_ptr(), out.nbytes());
   const KernelInputs in = kernel_inputs(p, points, camera, rotation, translation);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, points.scalar_type(),
                                   "project_points_cpu", [&] {

@@ -43,6 +43,7 @@
 #include "render_heatmaps/render_heatmaps_cpu_draw_impl.h"
 
 #include <skelops/cpu_isa.h>
+#include <skelops/cpu_memory.h>
 
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
@@ -58,9 +59,6 @@
 #include <type_traits>
 #include <vector>
 
-#if defined(__linux__)
-#include <sys/mman.h>
-#endif
 
 namespace skelops::render_heatmaps {
 namespace {
@@ -118,29 +116,14 @@ void draw_channel(const ChannelDraw<acc_t, out_t>& a) {
   baseline::draw_channel_impl(a);
 }
 
-// The output is written once, in full, right after its allocation: for a large one, ask Linux
-// for transparent huge pages first (a no-op where THP is off or already "always"). With 4 KB
-// pages the first-touch page faults cost more than the kernel itself (N = 32, T = 48, C = 17,
-// 64 x 64 float32: ~0.35 s of faults for 428 MB on the 2-core CI machine vs ~0.05 s for the
-// writes); torch does the same for its own allocations under THP_MEM_ALLOC_ENABLE=1.
-void advise_huge_pages(void* data, size_t bytes) {
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-  constexpr size_t kHugePage = size_t{2} << 20;
-  if (bytes < 4 * kHugePage) return;
-  const uintptr_t begin = (reinterpret_cast<uintptr_t>(data) + kHugePage - 1) & ~(kHugePage - 1);
-  const uintptr_t end = (reinterpret_cast<uintptr_t>(data) + bytes) & ~(kHugePage - 1);
-  if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
-#else
-  (void)data;
-  (void)bytes;
-#endif
-}
-
+// The output is written once, in full, right after its allocation: for a large one,
+// skelops::cpu::advise_huge_pages (skelops/cpu_memory.h) first, since with 4 KB pages the
+// first-touch page faults cost more than the kernel itself.
 template <typename acc_t, typename out_t>
 void forward_frames(const Problem& p, const KernelInputs& in, const Params<acc_t>& q,
                     bool channels_last, at::Tensor& out) {
   out_t* o = out.mutable_data_ptr<out_t>();
-  advise_huge_pages(o, sizeof(out_t) * static_cast<size_t>(out.numel()));
+  skelops::cpu::advise_huge_pages(o, sizeof(out_t) * static_cast<size_t>(out.numel()));
   const acc_t* keypoints = in.keypoints.const_data_ptr<acc_t>();
   const acc_t* scores = in.scores.const_data_ptr<acc_t>();
   const int64_t* limbs = p.limb_mode ? in.limbs.const_data_ptr<int64_t>() : nullptr;

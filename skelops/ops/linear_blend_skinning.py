@@ -40,9 +40,11 @@ def linear_blend_skinning(
     ``(R[n, j], t[n, j])`` is joint ``j``'s rest-to-posed rigid transform ``x -> R x + t``
     (``forward_kinematics``' global rotations and translations). The blended 3 x 4 matrix of a
     vertex lives in registers only: unlike smplx's ``T = W @ A`` (``[N, P, 4, 4]``, 1.8 GB at
-    batch 4096 for SMPL's 6,890 vertices), nothing per vertex is stored but the output. Zero
-    weights are skipped, so dense weights with few non-zeros per row cost what sparse ones do
-    (and a zero weight contributes nothing even where its joint's transform is not finite).
+    batch 4096 for SMPL's 6,890 vertices), nothing per vertex is stored but the output. Dense
+    weights are compressed to their non-zero entries per row (the C++ kernel) or have their
+    zeros skipped (CUDA), so dense weights with few non-zeros per row cost what sparse ones
+    do. A zero weight on a non-finite transform is not defined here: the C++ and Triton
+    kernels multiply zero-padded entries in (a NaN spreads), the CUDA kernels skip them.
 
     Args:
         vertices: ``[N, P, 3]`` per-sample vertices, or ``[1, P, 3]`` / ``[P, 3]`` one rest mesh

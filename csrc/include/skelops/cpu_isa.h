@@ -1,8 +1,9 @@
 // The run-time choice between the two builds of the CPU loops that are compiled twice: for the
 // build's baseline ISA (SSE2 on x86-64) and for AVX2 + FMA (partition_attention's float rows,
-// render_heatmaps' float drawing loops; the *_avx2_cpu.cpp translation units). CMakeLists.txt
-// compiles those with -mavx2 -mfma and defines SKELOPS_WITH_AVX2 where the compiler targets
-// x86-64 and accepts both flags; elsewhere they are not built and this always says no.
+// render_heatmaps' float drawing loops, linear_blend_skinning's float32 vertex loops; the
+// *_avx2_cpu.cpp translation units). CMakeLists.txt compiles those with -mavx2 -mfma and
+// defines SKELOPS_WITH_AVX2 where the compiler targets x86-64 and accepts both flags; elsewhere
+// they are not built and this always says no.
 //
 // use_avx2_fma(): the build has the AVX2 loops and the running CPU supports AVX2 and FMA, unless
 // the environment variable SKELOPS_CPU_ISA is "baseline", which forces the portable loops of
