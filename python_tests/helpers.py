@@ -65,3 +65,33 @@ def make_features(rand, n: int, c: int, t: int, v: int, layout: str) -> torch.Te
         x = rand(n, c, t, v)
     assert x.is_contiguous() == (layout == "contiguous")
     return x
+
+
+def outputs_per_cpu_isa(script: str, tmp_path) -> dict[str, dict]:
+    """Runs ``script`` (which saves a dict of tensors with ``torch.save`` to ``sys.argv[1]``) in
+    two subprocesses: with the portable CPU loops forced (``SKELOPS_CPU_ISA=baseline``) and
+    with the run-time choice (AVX2 + FMA where the CPU has them). The choice is made once per
+    process, hence the subprocesses. Returns ``{"baseline": ..., "default": ...}`` with the same
+    keys in both."""
+    import os
+    import subprocess
+    import sys
+
+    results = {}
+    for isa in ("baseline", "default"):
+        env = dict(os.environ)
+        env.pop("SKELOPS_CPU_ISA", None)
+        if isa == "baseline":
+            env["SKELOPS_CPU_ISA"] = "baseline"
+        path = tmp_path / f"{isa}.pt"
+        run = subprocess.run(
+            [sys.executable, "-c", script, str(path)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert run.returncode == 0, run.stderr
+        results[isa] = torch.load(path)
+    assert results["baseline"].keys() == results["default"].keys()
+    return results

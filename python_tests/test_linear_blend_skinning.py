@@ -10,13 +10,10 @@ vertices [N or 1, P, 3], weights [P, J] dense or (values [P, K], indices [P, K])
 from __future__ import annotations
 
 import itertools
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
-from helpers import assert_close_scaled, skip_unless_triton
+from helpers import assert_close_scaled, outputs_per_cpu_isa, skip_unless_triton
 
 import skelops
 from skelops import reference
@@ -312,23 +309,7 @@ def test_cpu_baseline_loops_match_the_default_isa(tmp_path):
     forces the portable loops (chosen once per process, hence subprocesses), which must agree
     within float32's tolerance (FMA contraction rounds differently). Rows of K = 4 and of
     another K take different copies of the loops."""
-    results = {}
-    for isa in ("baseline", "default"):
-        env = dict(os.environ)
-        env.pop("SKELOPS_CPU_ISA", None)
-        if isa == "baseline":
-            env["SKELOPS_CPU_ISA"] = "baseline"
-        path = tmp_path / f"{isa}.pt"
-        run = subprocess.run(
-            [sys.executable, "-c", _ISA_SKINNING, str(path)],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        assert run.returncode == 0, run.stderr
-        results[isa] = torch.load(path)
-    assert results["baseline"].keys() == results["default"].keys()
+    results = outputs_per_cpu_isa(_ISA_SKINNING, tmp_path)
     for key, base in results["baseline"].items():
         if base.numel():
             assert base.abs().max() > 0.1, key

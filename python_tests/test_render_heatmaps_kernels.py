@@ -5,13 +5,10 @@ Python wrapper's tests are in test_render_heatmaps.py."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 import torch
+from helpers import outputs_per_cpu_isa
 
 import skelops  # noqa: F401  (loads the operators)
 from skelops.reference.pyskl_heatmaps import pyskl_heatmaps
@@ -348,23 +345,7 @@ def test_cpu_baseline_loops_match_the_default_isa(tmp_path):
     forces the portable loops (chosen once per process, hence subprocesses), which must agree
     within float32's tolerance (FMA contraction rounds differently)."""
     script = _ISA_RENDER.format(limbs=COCO_LIMBS.tolist())
-    results = {}
-    for isa in ("baseline", "default"):
-        env = dict(os.environ)
-        env.pop("SKELOPS_CPU_ISA", None)
-        if isa == "baseline":
-            env["SKELOPS_CPU_ISA"] = "baseline"
-        path = tmp_path / f"{isa}.pt"
-        run = subprocess.run(
-            [sys.executable, "-c", script, str(path)],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        assert run.returncode == 0, run.stderr
-        results[isa] = torch.load(path)
-    assert results["baseline"].keys() == results["default"].keys()
+    results = outputs_per_cpu_isa(script, tmp_path)
     for key, base in results["baseline"].items():
         assert base.abs().max() > 0.1, key
         torch.testing.assert_close(results["default"][key], base, **TOLERANCES[torch.float32])

@@ -198,6 +198,37 @@ def register_autocast(op: str, device_types: Sequence[str] = ("cpu", "cuda")) ->
         _LIBRARY.impl(op, kernel, key, with_keyset=True)
 
 
+HALF_DTYPES = (torch.float16, torch.bfloat16)
+
+
+def float32_if_half(value):
+    """``value`` as float32 if it is a float16 / bfloat16 tensor, else unchanged."""
+    if isinstance(value, torch.Tensor) and value.dtype in HALF_DTYPES:
+        return value.float()
+    return value
+
+
+def register_autocast_float32(op: str, device_types: Sequence[str] = ("cpu", "cuda")) -> None:
+    """Under ``torch.autocast``, run ``torch.ops.skelops.<op>`` in float32: its float16 /
+    bfloat16 tensor arguments on the autocast device are cast up, float64 stays. For operators
+    whose precision matters more than their bandwidth (rotation chains, projections)."""
+    overload = getattr(torch.ops.skelops, op).default
+    for device_type in device_types:
+        key = "Autocast" + torch._C._dispatch_key_for_device(device_type)
+        keyset = torch._C.DispatchKeySet(getattr(torch._C.DispatchKey, key))
+
+        def kernel(_keyset, *args, _device_type=device_type, _exclude=keyset):
+            def cast(value):
+                if isinstance(value, torch.Tensor) and value.device.type == _device_type:
+                    return float32_if_half(value)
+                return value
+
+            with torch._C._ExcludeDispatchKeyGuard(_exclude):
+                return overload(*(cast(a) for a in args))
+
+        _LIBRARY.impl(op, kernel, key, with_keyset=True)
+
+
 def register_autograd(
     op: str,
     backward: Callable,

@@ -13,10 +13,11 @@ from torch import Tensor
 
 from .. import reference
 from ._common import (
-    _LIBRARY,
     check_same,
     check_tensor,
     fake_gradients,
+    float32_if_half,
+    register_autocast_float32,
     resolve_backend,
     wanted_gradients,
 )
@@ -124,13 +125,9 @@ def _reference(
     device_type = local_rotations.device.type
     if not torch.is_autocast_enabled(device_type):
         return reference.forward_kinematics(local_rotations, rest_joints, parents)
-    local_rotations, rest_joints = (_float32_if_half(t) for t in (local_rotations, rest_joints))
+    local_rotations, rest_joints = (float32_if_half(t) for t in (local_rotations, rest_joints))
     with torch.autocast(device_type, enabled=False):
         return reference.forward_kinematics(local_rotations, rest_joints, parents)
-
-
-def _float32_if_half(t: Tensor) -> Tensor:
-    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
 
 
 def _check_inputs(local_rotations: Tensor, rest_joints: Tensor) -> tuple[torch.Size, int]:
@@ -348,22 +345,6 @@ def _make_backward(backward_op):
     return backward
 
 
-def _register_autocast(op: str) -> None:
-    """Under ``torch.autocast`` the op runs in float32 (float16 / bfloat16 tensors cast up,
-    float64 kept): see :func:`forward_kinematics` for why."""
-    overload = getattr(torch.ops.skelops, op).default
-    for device_type in ("cpu", "cuda"):
-        key = "Autocast" + torch._C._dispatch_key_for_device(device_type)
-        keyset = torch._C.DispatchKeySet(getattr(torch._C.DispatchKey, key))
-
-        def kernel(_keyset, *args, _exclude=keyset):
-            args = tuple(_float32_if_half(a) if isinstance(a, Tensor) else a for a in args)
-            with torch._C._ExcludeDispatchKeyGuard(_exclude):
-                return overload(*args)
-
-        _LIBRARY.impl(op, kernel, key, with_keyset=True)
-
-
 def _register(op: str) -> None:
     torch.library.register_fake(f"skelops::{op}")(_fake_forward)
     torch.library.register_fake(f"skelops::{op}_backward")(_fake_backward)
@@ -371,7 +352,7 @@ def _register(op: str) -> None:
     torch.library.register_autograd(
         f"skelops::{op}", _make_backward(backward_op), setup_context=_setup_context
     )
-    _register_autocast(op)
+    register_autocast_float32(op)
 
 
 _register("forward_kinematics")

@@ -11,10 +11,11 @@ from torch import Tensor
 
 from .. import reference
 from ._common import (
-    _LIBRARY,
     check_same,
     check_tensor,
     fake_gradients,
+    float32_if_half,
+    register_autocast_float32,
     resolve_backend,
     wanted_gradients,
 )
@@ -24,7 +25,6 @@ __all__ = ["project_points", "reprojection_loss"]
 # Camera entries per model.
 _MODELS = {"pinhole": 4, "weak_perspective": 3}
 _REDUCTIONS = ("mean", "sum", "none")
-_HALF_DTYPES = (torch.float16, torch.bfloat16)
 # Floor of the confidence sum that "mean" divides by (all-zero confidences give a zero loss).
 _MEAN_EPS = 1e-8
 
@@ -87,7 +87,7 @@ def project_points(
         raise TypeError(f"points must be a torch.Tensor [N, *, 3], got {type(points).__name__}")
     autocast = _autocast_enabled(points)
     points, camera, rotation, translation = (
-        _float32_if_half(t) if autocast else t for t in (points, camera, rotation, translation)
+        float32_if_half(t) if autocast else t for t in (points, camera, rotation, translation)
     )
     n, p = _check_points(points)
     camera_size = _MODELS[model]
@@ -267,10 +267,6 @@ def _autocast_enabled(points: Tensor) -> bool:
     return points.device.type in ("cpu", "cuda") and torch.is_autocast_enabled(points.device.type)
 
 
-def _float32_if_half(t: Tensor | None) -> Tensor | None:
-    return t.float() if isinstance(t, Tensor) and t.dtype in _HALF_DTYPES else t
-
-
 def _check_op_arguments(
     points: Tensor,
     camera: Tensor,
@@ -366,21 +362,6 @@ def _make_backward(backward_op):
     return backward
 
 
-def _register_autocast_float32(op: str) -> None:
-    """Under ``torch.autocast`` the operator runs in float32: its float16 / bfloat16 arguments
-    are cast up (not down to the autocast dtype; see :func:`project_points`)."""
-    overload = getattr(torch.ops.skelops, op).default
-    for device_type in ("cpu", "cuda"):
-        key = "Autocast" + torch._C._dispatch_key_for_device(device_type)
-        keyset = torch._C.DispatchKeySet(getattr(torch._C.DispatchKey, key))
-
-        def kernel(_keyset, *args, _exclude=keyset):
-            with torch._C._ExcludeDispatchKeyGuard(_exclude):
-                return overload(*(_float32_if_half(a) for a in args))
-
-        _LIBRARY.impl(op, kernel, key, with_keyset=True)
-
-
 def _register(op: str) -> None:
     torch.library.register_fake(f"skelops::{op}")(_fake_forward)
     torch.library.register_fake(f"skelops::{op}_backward")(_fake_backward)
@@ -388,7 +369,7 @@ def _register(op: str) -> None:
     torch.library.register_autograd(
         f"skelops::{op}", _make_backward(backward_op), setup_context=_setup_context
     )
-    _register_autocast_float32(op)
+    register_autocast_float32(op)
 
 
 _register("project_points")

@@ -13,10 +13,10 @@ from torch import Tensor
 
 from .. import reference
 from ._common import (
-    _LIBRARY,
     check_same,
     check_tensor,
     fake_gradients,
+    register_autocast_float32,
     resolve_backend,
     wanted_gradients,
 )
@@ -233,22 +233,6 @@ def _reference_precision(like: Tensor):
         yield cast, out_dtype
 
 
-def _register_autocast_float32(op: str) -> None:
-    """Under ``torch.autocast``, run ``torch.ops.skelops.<op>`` on float32 copies of its float16 /
-    bfloat16 tensor arguments (float64 stays; see axis_angle_to_matrix's docstring for why)."""
-    overload = getattr(torch.ops.skelops, op).default
-    for device_type in ("cpu", "cuda"):
-        key = "Autocast" + torch._C._dispatch_key_for_device(device_type)
-        keyset = torch._C.DispatchKeySet(getattr(torch._C.DispatchKey, key))
-
-        def kernel(_keyset, *args, _device_type=device_type, _exclude=keyset):
-            cast = [a.float() if _low_precision(a, _device_type) else a for a in args]
-            with torch._C._ExcludeDispatchKeyGuard(_exclude):
-                return overload(*cast)
-
-        _LIBRARY.impl(op, kernel, key, with_keyset=True)
-
-
 # --- fake kernels -------------------------------------------------------------------------------
 
 
@@ -325,7 +309,7 @@ def _register(axis_angle_op: str, dof_op: str) -> None:
         torch.library.register_autograd(
             f"skelops::{op}", make_backward(backward_op), setup_context=setup
         )
-        _register_autocast_float32(op)
+        register_autocast_float32(op)
 
 
 _register("axis_angle_to_matrix", "dof_rotations")
