@@ -251,12 +251,15 @@ def register_python_parts(
     fake_backward: Callable,
     make_backward: Callable[[Callable], Callable],
     setup_context: Callable,
+    autocast: Callable[[str], None] = register_autocast,
 ) -> None:
     """Fake kernels of ``skelops::<op>`` and ``skelops::<op>_backward``, autograd (the backward
-    built by ``make_backward`` around the backward operator) and autocast: what every operator,
-    and every Triton operator of its own, registers from Python."""
+    built by ``make_backward`` around the backward operator) and autocast (``autocast(op)``:
+    :func:`register_autocast` by default, :func:`register_autocast_float32` for operators that
+    run in float32): what every operator, and every Triton operator of its own, registers from
+    Python."""
     torch.library.register_fake(f"skelops::{op}")(fake_forward)
     torch.library.register_fake(f"skelops::{op}_backward")(fake_backward)
     backward_op = getattr(torch.ops.skelops, f"{op}_backward")
     register_autograd(op, make_backward(backward_op), setup_context)
-    register_autocast(op)
+    autocast(op)

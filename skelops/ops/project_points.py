@@ -16,6 +16,7 @@ from ._common import (
     fake_gradients,
     float32_if_half,
     register_autocast_float32,
+    register_python_parts,
     resolve_backend,
     wanted_gradients,
 )
@@ -363,13 +364,9 @@ def _make_backward(backward_op):
 
 
 def _register(op: str) -> None:
-    torch.library.register_fake(f"skelops::{op}")(_fake_forward)
-    torch.library.register_fake(f"skelops::{op}_backward")(_fake_backward)
-    backward_op = getattr(torch.ops.skelops, f"{op}_backward")
-    torch.library.register_autograd(
-        f"skelops::{op}", _make_backward(backward_op), setup_context=_setup_context
+    register_python_parts(
+        op, _fake_forward, _fake_backward, _make_backward, _setup_context, register_autocast_float32
     )
-    register_autocast_float32(op)
 
 
 _register("project_points")

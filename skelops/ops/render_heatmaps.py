@@ -16,6 +16,7 @@ from ._common import (
     check_same,
     check_tensor,
     fake_gradients,
+    register_python_parts,
     resolve_backend,
     wanted_gradients,
 )
@@ -319,13 +320,9 @@ def _register_autocast(op: str) -> None:
 
 
 def _register(op: str) -> None:
-    torch.library.register_fake(f"skelops::{op}")(_fake_forward)
-    torch.library.register_fake(f"skelops::{op}_backward")(_fake_backward)
-    backward_op = getattr(torch.ops.skelops, f"{op}_backward")
-    torch.library.register_autograd(
-        f"skelops::{op}", _make_backward(backward_op), setup_context=_setup_context
+    register_python_parts(
+        op, _fake_forward, _fake_backward, _make_backward, _setup_context, _register_autocast
     )
-    _register_autocast(op)
 
 
 _register("render_heatmaps")

@@ -17,6 +17,7 @@ from ._common import (
     check_tensor,
     fake_gradients,
     register_autocast_float32,
+    register_python_parts,
     resolve_backend,
     wanted_gradients,
 )
@@ -303,13 +304,9 @@ def _register(axis_angle_op: str, dof_op: str) -> None:
          _setup_axis_angle),
         (dof_op, _fake_dof, _fake_dof_backward, _make_dof_backward, _setup_dof),
     ):  # fmt: skip
-        torch.library.register_fake(f"skelops::{op}")(fake)
-        torch.library.register_fake(f"skelops::{op}_backward")(fake_backward)
-        backward_op = getattr(torch.ops.skelops, f"{op}_backward")
-        torch.library.register_autograd(
-            f"skelops::{op}", make_backward(backward_op), setup_context=setup
+        register_python_parts(
+            op, fake, fake_backward, make_backward, setup, register_autocast_float32
         )
-        register_autocast_float32(op)
 
 
 _register("axis_angle_to_matrix", "dof_rotations")
