@@ -61,13 +61,17 @@ def _skinning_weights(generator: torch.Generator) -> torch.Tensor:
     return weights
 
 
-def _floors(batch: int, fk: bool = False, skin: bool = False) -> dict:
-    nbytes = 0
-    if fk:
-        nbytes += batch * JOINTS * (12 + 15) * _F32
-    if skin:
-        nbytes += batch * VERTICES * 6 * _F32 + VERTICES * JOINTS * _F32
+def _floors(nbytes: float) -> dict:
+    """Byte floors (see the module docstring): forward+backward moves about twice the bytes."""
     return {"flops_fwd": 0.0, "flops_fwdbwd": 0.0, "bytes_fwd": nbytes, "bytes_fwdbwd": 2 * nbytes}
+
+
+def _fk_bytes(batch: int) -> int:
+    return batch * JOINTS * (12 + 15) * _F32
+
+
+def _skin_bytes(batch: int) -> int:
+    return batch * VERTICES * 6 * _F32 + VERTICES * JOINTS * _F32
 
 
 def _subjects(op: str, device: str, make) -> list[Candidate]:
@@ -126,7 +130,7 @@ def fk_cases(device: str) -> list[Case]:
                     Candidate("smplx batch_rigid_transform loop", smplx_fk, "alternative"),
                 ],
                 note="outputs stacked as [N, J, 15] (global rotations, translations, joints)",
-                **_floors(batch, fk=True),
+                **_floors(_fk_bytes(batch)),
             )
         )
     return out
@@ -170,10 +174,7 @@ def dof_cases(device: str) -> list[Case]:
                     ),
                 ],
                 note="46 single-axis DoFs -> 24 local rotations",
-                bytes_fwd=batch * (46 + JOINTS * 9) * _F32,
-                bytes_fwdbwd=2 * batch * (46 + JOINTS * 9) * _F32,
-                flops_fwd=0.0,
-                flops_fwdbwd=0.0,
+                **_floors(batch * (46 + JOINTS * 9) * _F32),
             )
         )
     return out
@@ -192,10 +193,9 @@ def _skin_inputs(batch: int, generator: torch.Generator, device: str):
 
 
 def _to_transforms(rotations_, translations):
-    top = torch.cat([rotations_, translations.unsqueeze(-1)], dim=-1)
-    bottom = torch.zeros_like(top[..., :1, :])
-    bottom[..., 0, 3] = 1
-    return torch.cat([top, bottom], dim=-2)
+    """``[N, J, 4, 4]`` homogeneous transforms, smplx's ``A``, from ``R`` and ``t``."""
+    flat = loops.transform_matrices(rotations_.reshape(-1, 3, 3), translations.reshape(-1, 3, 1))
+    return flat.view(*rotations_.shape[:-2], 4, 4)
 
 
 @register("linear_blend_skinning")
@@ -247,7 +247,7 @@ def skinning_cases(device: str) -> list[Case]:
                 note="per-sample vertices; weights fixed",
                 rounds=3,
                 warmup_calls=1 if big else 5,
-                **_floors(batch, skin=True),
+                **_floors(_skin_bytes(batch)),
             )
         )
     return out
@@ -291,10 +291,7 @@ def projection_cases(device: str) -> list[Case]:
                     Candidate("plain torch (x / z * f + c)", torch_project, "alternative"),
                 ],
                 note="every vertex of a SMPL-sized mesh",
-                bytes_fwd=batch * VERTICES * 5 * _F32,
-                bytes_fwdbwd=2 * batch * VERTICES * 5 * _F32,
-                flops_fwd=0.0,
-                flops_fwdbwd=0.0,
+                **_floors(batch * VERTICES * 5 * _F32),
             )
         )
     return out
@@ -372,13 +369,7 @@ def body_model_cases(device: str) -> list[Case]:
                     device=device,
                     make_inputs=make_inputs,
                     candidates=[
-                        *(
-                            Candidate(f"skelops[{b}]", skelops_model(b), "subject")
-                            for b in available_backends(
-                                "linear_blend_skinning", torch.device(device)
-                            )
-                            if b != "reference"
-                        ),
+                        *_subjects("linear_blend_skinning", device, skelops_model),
                         Candidate(
                             "reference (vectorised PyTorch)",
                             reference_model,
@@ -390,7 +381,7 @@ def body_model_cases(device: str) -> list[Case]:
                     note="pose -> local rotations -> forward kinematics -> skinned vertices",
                     rounds=3,
                     warmup_calls=1 if big else 5,
-                    **_floors(batch, fk=True, skin=True),
+                    **_floors(_fk_bytes(batch) + _skin_bytes(batch)),
                 )
             )
     return out

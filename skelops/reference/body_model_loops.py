@@ -27,6 +27,7 @@ __all__ = [
     "smplx_style_forward_kinematics",
     "smplx_style_rodrigues",
     "smplx_style_skinning",
+    "transform_matrices",
 ]
 
 
@@ -43,7 +44,7 @@ def smplx_style_rodrigues(axis_angle: Tensor) -> Tensor:
     return eye + sin * skew + (1 - cos) * torch.bmm(skew, skew)
 
 
-def _transform(rotation: Tensor, translation: Tensor) -> Tensor:
+def transform_matrices(rotation: Tensor, translation: Tensor) -> Tensor:
     """``[B, 3, 3]``, ``[B, 3, 1]`` -> ``[B, 4, 4]`` homogeneous transforms."""
     top = torch.cat([rotation, translation], dim=2)
     bottom = torch.nn.functional.pad(
@@ -62,7 +63,7 @@ def smplx_style_forward_kinematics(
     rest = rest_joints.unsqueeze(-1)
     relative = rest.clone()
     relative[:, 1:] -= rest[:, list(parents[1:])]
-    local = _transform(rotations.reshape(-1, 3, 3), relative.reshape(-1, 3, 1)).reshape(
+    local = transform_matrices(rotations.reshape(-1, 3, 3), relative.reshape(-1, 3, 1)).reshape(
         batch, joints, 4, 4
     )
     chain = [local[:, 0]]
