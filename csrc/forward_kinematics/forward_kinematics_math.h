@@ -17,6 +17,7 @@
 #pragma once
 
 #include <skelops/common.h>
+#include <skelops/mat3.h>
 
 namespace skelops::forward_kinematics {
 
@@ -27,28 +28,6 @@ constexpr int kForwardState = kMatrix + kVector;
 // A joint's backward accumulators: gG (9), gp (3), gr (3).
 constexpr int kBackwardState = kMatrix + 2 * kVector;
 
-// c = a b
-template <typename T>
-SKELOPS_HD void mat_mul(const T* a, const T* b, T* c) {
-  for (int i = 0; i < 3; ++i) {
-    for (int k = 0; k < 3; ++k) {
-      c[i * 3 + k] = a[i * 3] * b[k] + a[i * 3 + 1] * b[3 + k] + a[i * 3 + 2] * b[6 + k];
-    }
-  }
-}
-
-// y = a x
-template <typename T>
-SKELOPS_HD void mat_vec(const T* a, const T* x, T* y) {
-  for (int i = 0; i < 3; ++i) y[i] = a[i * 3] * x[0] + a[i * 3 + 1] * x[1] + a[i * 3 + 2] * x[2];
-}
-
-// y = a^T x
-template <typename T>
-SKELOPS_HD void mat_t_vec(const T* a, const T* x, T* y) {
-  for (int i = 0; i < 3; ++i) y[i] = a[i] * x[0] + a[3 + i] * x[1] + a[6 + i] * x[2];
-}
-
 // One joint of the forward. Gq / pq: the parent's state, null for a root (rq is then unused).
 template <typename T>
 SKELOPS_HD void forward_joint(const T* Gq, const T* pq, const T* L, const T* rj, const T* rq,
@@ -57,13 +36,13 @@ SKELOPS_HD void forward_joint(const T* Gq, const T* pq, const T* L, const T* rj,
     for (int k = 0; k < kMatrix; ++k) G[k] = L[k];
     for (int k = 0; k < kVector; ++k) p[k] = rj[k];
   } else {
-    mat_mul(Gq, L, G);
+    mat3::mul(Gq, L, G);
     const T bone[3] = {rj[0] - rq[0], rj[1] - rq[1], rj[2] - rq[2]};
-    mat_vec(Gq, bone, p);
+    mat3::vec(Gq, bone, p);
     for (int k = 0; k < kVector; ++k) p[k] += pq[k];
   }
   T moved[3];
-  mat_vec(G, rj, moved);
+  mat3::vec(G, rj, moved);
   for (int k = 0; k < kVector; ++k) t[k] = p[k] - moved[k];
 }
 
@@ -71,7 +50,7 @@ SKELOPS_HD void forward_joint(const T* Gq, const T* pq, const T* L, const T* rj,
 template <typename T>
 SKELOPS_HD void fold_translation(const T* G, const T* rj, const T* gt, T* gG, T* gp, T* gr) {
   T back[3];
-  mat_t_vec(G, gt, back);
+  mat3::t_vec(G, gt, back);
   for (int i = 0; i < 3; ++i) {
     gp[i] += gt[i];
     gr[i] -= back[i];
@@ -90,22 +69,16 @@ SKELOPS_HD void backward_joint(const T* Gq, const T* L, const T* rj, const T* rq
     for (int k = 0; k < kVector; ++k) gr[k] += gp[k];
     return;
   }
-  // gL = Gq^T gG
-  for (int i = 0; i < 3; ++i) {
-    for (int k = 0; k < 3; ++k) {
-      gL[i * 3 + k] = Gq[i] * gG[k] + Gq[3 + i] * gG[3 + k] + Gq[6 + i] * gG[6 + k];
-    }
-  }
+  mat3::mul_tn(Gq, gG, gL);  // gL = Gq^T gG
   const T bone[3] = {rj[0] - rq[0], rj[1] - rq[1], rj[2] - rq[2]};
+  T gG_Lt[9];
+  mat3::mul_nt(gG, L, gG_Lt);
   // gGq += gG L^T + gp bone^T
   for (int i = 0; i < 3; ++i) {
-    for (int k = 0; k < 3; ++k) {
-      gGq[i * 3 + k] += gG[i * 3] * L[k * 3] + gG[i * 3 + 1] * L[k * 3 + 1] +
-                        gG[i * 3 + 2] * L[k * 3 + 2] + gp[i] * bone[k];
-    }
+    for (int k = 0; k < 3; ++k) gGq[i * 3 + k] += gG_Lt[i * 3 + k] + gp[i] * bone[k];
   }
   T d[3];
-  mat_t_vec(Gq, gp, d);
+  mat3::t_vec(Gq, gp, d);
   for (int k = 0; k < kVector; ++k) {
     gpq[k] += gp[k];
     gr[k] += d[k];

@@ -26,6 +26,7 @@
 #pragma once
 
 #include <skelops/common.h>
+#include <skelops/mat3.h>
 
 #include <cmath>
 #include <cstdint>
@@ -162,49 +163,13 @@ SKELOPS_HD void dof_matrix_grad(const T* a, T q, const T* G, T* grad_q, T* grad_
   }
 }
 
-// C = A B (C may not alias A or B).
-template <typename T>
-SKELOPS_HD void matmul3(const T* A, const T* B, T* C) {
-  for (int i = 0; i < 3; ++i) {
-    for (int j = 0; j < 3; ++j) {
-      C[i * 3 + j] = A[i * 3] * B[j] + A[i * 3 + 1] * B[3 + j] + A[i * 3 + 2] * B[6 + j];
-    }
-  }
-}
-
-// C = A B^T.
-template <typename T>
-SKELOPS_HD void matmul3_nt(const T* A, const T* B, T* C) {
-  for (int i = 0; i < 3; ++i) {
-    for (int j = 0; j < 3; ++j) {
-      C[i * 3 + j] =
-          A[i * 3] * B[j * 3] + A[i * 3 + 1] * B[j * 3 + 1] + A[i * 3 + 2] * B[j * 3 + 2];
-    }
-  }
-}
-
-// C = A^T B.
-template <typename T>
-SKELOPS_HD void matmul3_tn(const T* A, const T* B, T* C) {
-  for (int i = 0; i < 3; ++i) {
-    for (int j = 0; j < 3; ++j) {
-      C[i * 3 + j] = A[i] * B[j] + A[3 + i] * B[3 + j] + A[6 + i] * B[6 + j];
-    }
-  }
-}
-
-template <typename T>
-SKELOPS_HD void set_identity(T* R) {
-  for (int k = 0; k < 9; ++k) R[k] = (k % 4 == 0) ? T(1) : T(0);
-}
-
 // R = M_{end-1} ... M_begin, M_d = dof_matrix(axes + 3 d, angle(d)); the identity when
 // begin == end. axes: [D, 3] contiguous; angle(d) returns DoF d's angle in T.
 template <typename T, typename Angle>
 SKELOPS_HD void joint_rotation(const T* axes, int64_t begin, int64_t end, const Angle& angle,
                                T* R) {
   if (begin == end) {
-    set_identity(R);
+    mat3::identity(R);
     return;
   }
   dof_matrix(axes + 3 * begin, angle(begin), R);
@@ -212,7 +177,7 @@ SKELOPS_HD void joint_rotation(const T* axes, int64_t begin, int64_t end, const 
     T M[9], prev[9];
     dof_matrix(axes + 3 * d, angle(d), M);
     for (int k = 0; k < 9; ++k) prev[k] = R[k];
-    matmul3(M, prev, R);
+    mat3::mul(M, prev, R);
   }
 }
 
@@ -226,7 +191,7 @@ SKELOPS_HD void joint_rotation_backward(const T* axes, int64_t begin, int64_t en
   for (int64_t i = end - 1; i >= begin; --i) {
     T P[9], Gm[9];
     joint_rotation(axes, begin, i, angle, P);
-    matmul3_nt(H, P, Gm);
+    mat3::mul_nt(H, P, Gm);
     const T q = angle(i);
     T grad_q, grad_a[3];
     dof_matrix_grad(axes + 3 * i, q, Gm, &grad_q, grad_a);
@@ -234,7 +199,7 @@ SKELOPS_HD void joint_rotation_backward(const T* axes, int64_t begin, int64_t en
     if (i > begin) {
       T M[9], next[9];
       dof_matrix(axes + 3 * i, q, M);
-      matmul3_tn(M, H, next);
+      mat3::mul_tn(M, H, next);
       for (int k = 0; k < 9; ++k) H[k] = next[k];
     }
   }
