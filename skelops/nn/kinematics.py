@@ -138,6 +138,11 @@ class KinematicSkeleton(nn.Module):
         for name, idx in self.keypoint_sets.items():
             if any(not 0 <= i < joints for i in idx):
                 raise ValueError(f"keypoints[{name!r}] indexes past the {joints} joints")
+        # An index buffer per set (moves with .to(), not saved): no host tensor per call.
+        for position, idx in enumerate(self.keypoint_sets.values()):
+            self.register_buffer(
+                f"keypoint_index_{position}", torch.tensor(idx, dtype=torch.long), persistent=False
+            )
         if learn_rest_joints:
             self.rest_joints = nn.Parameter(rest.detach().clone())
         else:
@@ -417,8 +422,8 @@ class KinematicSkeleton(nn.Module):
             raise KeyError(
                 f"no keypoint set {name!r}; this skeleton has {list(self.keypoint_sets)}"
             )
-        index = torch.tensor(self.keypoint_sets[name], device=joints.device)
-        return joints.index_select(-2, index)
+        index = getattr(self, f"keypoint_index_{list(self.keypoint_sets).index(name)}")
+        return joints.index_select(-2, index.to(joints.device))
 
     def extra_repr(self) -> str:
         dofs = f", dofs={self.dof_table.num_dofs}" if self.dof_table is not None else ""
