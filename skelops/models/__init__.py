@@ -4,6 +4,7 @@ Build one with :func:`create`, e.g. ``skelops.models.create("stgcn", preset="ntu
 """
 
 from . import (  # noqa: F401  (registers)
+    cascadeformer,
     ensemble1d,
     gateshiftpose,
     hdgcn,
@@ -14,6 +15,7 @@ from . import (  # noqa: F401  (registers)
     stcnet,
     stgcn,
 )
+from .cascadeformer import CascadeFormer, CascadeFormerPretrainer
 from .gateshiftpose import GateShiftPose
 from .mpgcn import MPGCN
 from .posec3d import PoseC3D
@@ -30,6 +32,8 @@ from .skateformer import SkateFormer
 from .stcnet import STCNet
 
 __all__ = [
+    "CascadeFormer",
+    "CascadeFormerPretrainer",
     "GateShiftPose",
     "MPGCN",
     "PoseC3D",
