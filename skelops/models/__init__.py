@@ -11,6 +11,7 @@ from . import (  # noqa: F401  (registers)
     mans,
     mpgcn,
     posec3d,
+    sadvae,
     skateformer,
     stcnet,
     stgcn,
@@ -28,6 +29,7 @@ from .registry import (
     list_presets,
     register_model,
 )
+from .sadvae import SADVAE
 from .skateformer import SkateFormer
 from .stcnet import STCNet
 
@@ -38,6 +40,7 @@ __all__ = [
     "MPGCN",
     "PoseC3D",
     "Preset",
+    "SADVAE",
     "STCNet",
     "SkateFormer",
     "count_parameters",
