@@ -30,6 +30,8 @@ $(VENV)/.built: $(VENV)/.deps $(SOURCES)
 install: $(VENV)/.built
 
 test: install
+	@# the real OpenPose sequences of the pose2sim wheel (downloaded once into ~/.cache/skelops)
+	$(PY) -m skelops.data.pose2sim --fetch
 	@# pytest exits 5 when it collects nothing: say so and fail, a green run must have tested.
 	@$(PY) -m pytest -q python_tests $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; exit $$rc

@@ -1,5 +1,10 @@
-"""Data on tensors: batched 2D pose augmentations for heatmap-based models, and NTU RGB+D's
-class names with the zero-shot seen/unseen splits."""
+"""Data for skeleton models, on tensors and on the device: a synthetic skeleton action generator
+(``synthetic``), batched skeleton transforms (``transforms``: frame sampling, valid-crop-resize,
+rotation, scaling, shearing, centring, view normalisation, person selection, streams), batched
+2D pose augmentations for heatmap-based models (``pose2d``), NTU RGB+D's class names with the
+zero-shot seen/unseen splits (``ntu_classes``), readers of skeleton files (``readers``: NTU
+``.skeleton``, pyskl pickles without executing code, OpenPose and Kinetics-skeleton JSON) and
+the real OpenPose sequences of the pose2sim wheel (``from skelops.data import pose2sim``)."""
 
 from .ntu_classes import (
     NTU60_CLASS_NAMES,
@@ -20,21 +25,88 @@ from .pose2d import (
     resize_keypoints,
     uniform_sample_frames,
 )
+from .readers import (
+    MAX_FRAMES,
+    NTU_BENCHMARKS,
+    NTU_TRAINING_SUBJECTS,
+    PysklAnnotations,
+    SkeletonFileError,
+    SkeletonSequence,
+    convert_layout,
+    load_dataset,
+    load_pyskl_annotations,
+    ntu_split,
+    read_kinetics_skeleton,
+    read_ntu_skeleton,
+    read_openpose_frames,
+    read_openpose_json,
+    read_pyskl_pickle,
+    restricted_pickle_load,
+)
+from .synthetic import SyntheticActions, synthetic_actions
+from .transforms import (
+    SkeletonAugment,
+    center,
+    collate_sequences,
+    pad_persons,
+    person_energy,
+    random_rotation,
+    random_scale,
+    random_shear,
+    select_persons,
+    to_stream,
+    uniform_sample,
+    valid_crop_resize,
+    valid_lengths,
+    view_normalize,
+)
 
 __all__ = [
+    "MAX_FRAMES",
     "NTU120_CLASS_NAMES",
     "NTU60_CLASS_NAMES",
+    "NTU_BENCHMARKS",
+    "NTU_TRAINING_SUBJECTS",
     "OFFICIAL_UNSEEN_CLASSES",
     "HeatmapPipeline",
+    "PysklAnnotations",
+    "SkeletonAugment",
+    "SkeletonFileError",
+    "SkeletonSequence",
+    "SyntheticActions",
     "ZeroShotSplit",
+    "center",
+    "collate_sequences",
+    "convert_layout",
     "flip_channels",
     "gather_frames",
     "horizontal_flip",
+    "load_dataset",
+    "load_pyskl_annotations",
     "make_zero_shot_split",
     "ntu_class_names",
+    "ntu_split",
+    "pad_persons",
+    "person_energy",
     "pose_compact",
     "random_resized_crop",
+    "random_rotation",
+    "random_scale",
+    "random_shear",
+    "read_kinetics_skeleton",
+    "read_ntu_skeleton",
+    "read_openpose_frames",
+    "read_openpose_json",
+    "read_pyskl_pickle",
     "resize_keypoints",
+    "restricted_pickle_load",
+    "select_persons",
+    "synthetic_actions",
+    "to_stream",
+    "uniform_sample",
     "uniform_sample_frames",
+    "valid_crop_resize",
+    "valid_lengths",
+    "view_normalize",
     "zero_shot_split",
 ]
