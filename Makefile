@@ -19,7 +19,7 @@ $(VENV)/.deps:
 	@if $(PY) -c "import torch" 2>/dev/null; then \
 	  echo "using the installed torch $$($(PY) -c 'import torch; print(torch.__version__)')"; \
 	else $(PIP) install -q torch==2.13.0; fi
-	$(PIP) install -q "scikit-build-core>=0.10" "pybind11>=2.12" ninja numpy tqdm "pytest>=8" ruff
+	$(PIP) install -q "scikit-build-core>=0.10" "pybind11>=2.12" ninja numpy tqdm pyyaml safetensors "pytest>=8" ruff
 	@$(PY) -c "import triton" 2>/dev/null || $(PIP) install -q triton==$(TRITON_VERSION)
 	touch $@
 
