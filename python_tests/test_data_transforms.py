@@ -21,8 +21,10 @@ from skelops.data.transforms import (
     SkeletonAugment,
     center,
     collate_sequences,
+    mirror,
     pad_persons,
     person_energy,
+    random_mirror,
     random_rotation,
     random_scale,
     random_shear,
@@ -33,9 +35,10 @@ from skelops.data.transforms import (
     valid_lengths,
     view_normalize,
 )
-from skelops.graphs import bone_stream, get_layout, motion_stream
+from skelops.graphs import Layout, bone_stream, get_layout, motion_stream
 
 LAYOUT = get_layout("ntu_stgcn")
+SIDELESS = Layout(name="sideless", joint_names=tuple("abcdefghijklmnopqrstuvwxy"), edges=((1, 0),))
 
 
 @pytest.fixture(scope="module")
@@ -282,6 +285,32 @@ def test_center_puts_joint_at_origin(clips):
         assert (out[n][:, ~present] == 0).all()
 
 
+def test_mirror_reflects_x_and_swaps_sides(clips):
+    out = mirror(clips, "ntu_stgcn")
+    left, right = LAYOUT.flip_pairs[0]
+    torch.testing.assert_close(out[:, 1:, :, left], clips[:, 1:, :, right])
+    present = (clips != 0).any(dim=1)  # [N, T, V, M]
+    assert torch.equal((out != 0).any(dim=1), present[:, :, list(LAYOUT.flip_permutation)])
+    # x is reflected about each clip's mean x over its present joints
+    n = 0
+    middle = clips[n, 0][present[n]].mean()
+    where = present[n, :, left]
+    torch.testing.assert_close(out[n, 0, :, right][where], 2 * middle - clips[n, 0, :, left][where])
+    torch.testing.assert_close(mirror(out, LAYOUT), clips, rtol=1e-5, atol=1e-5)
+    assert torch.equal(out[1], clips[1])  # the empty clip
+
+
+def test_random_mirror_draws_one_decision_per_clip(clips):
+    out = random_mirror(clips, "ntu_stgcn", 0.5, generator=generator(4))
+    chosen = draws((6,), 4) < 0.5
+    assert 0 < chosen[[0, 2, 3, 4, 5]].sum() < 5  # the seed mirrors some clips, not all
+    mirrored = mirror(clips, "ntu_stgcn")
+    for n in range(6):
+        assert torch.equal(out[n], mirrored[n] if chosen[n] else clips[n])
+    assert torch.equal(random_mirror(clips, "ntu_stgcn", 0.0), clips)
+    assert torch.equal(random_mirror(clips, "ntu_stgcn", 1.0), mirrored)
+
+
 def test_view_normalize_matches_pyskl_and_aligns_axes():
     # Clean first frames (no missing joints), randomly turned.
     x, _ = synthetic_actions(5, num_frames=12, noise=0.0, seed=3, dtype=torch.float64)
@@ -380,7 +409,38 @@ def test_collate_sequences_bad_input():
 
 
 # ---------------------------------------------------------------------------------------------
-# pipeline
+# one generator per clip
+
+PER_CLIP = {
+    "valid_crop_resize": lambda x, g: valid_crop_resize(
+        x, 8, (0.5, 1.0), min_length=4, generator=g
+    ),
+    "uniform_sample": lambda x, g: uniform_sample(x, 6, 2, generator=g),
+    "random_rotation": lambda x, g: random_rotation(x, 0.3, generator=g),
+    "random_rotation_2d": lambda x, g: random_rotation(x[:, :2], 0.3, generator=g),
+    "random_scale": lambda x, g: random_scale(x, 0.2, generator=g),
+    "random_shear": lambda x, g: random_shear(x, 0.5, 0.5, generator=g),
+    "random_mirror": lambda x, g: random_mirror(x, "ntu_stgcn", 0.5, generator=g),
+    "collate_sequences": lambda x, g: collate_sequences(
+        list(x), 8, 2, p_interval=(0.5, 1.0), generator=g
+    ),
+    "augment": lambda x, g: SkeletonAugment(
+        window=8, min_length=4, scale=0.1, shear=0.3, stream="bone"
+    )(x, generator=g),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PER_CLIP))
+def test_per_clip_generators_draw_what_each_clip_draws_alone(clips, name):
+    transform = PER_CLIP[name]
+    x = clips.double()
+    batch = transform(x, [generator(100 + n) for n in range(6)])
+    alone = torch.cat([transform(x[n : n + 1], [generator(100 + n)]) for n in range(6)])
+    torch.testing.assert_close(batch, alone, rtol=0, atol=0)
+    # a one-element sequence is the same as the generator itself
+    torch.testing.assert_close(
+        transform(x[2:3], [generator(102)]), transform(x[2:3], generator(102)), rtol=0, atol=0
+    )
 
 
 def test_skeleton_augment(clips):
@@ -434,6 +494,38 @@ def test_skeleton_augment(clips):
         (lambda x: view_normalize(x, (0, 30)), ValueError, r"spine\[1\] must be a joint index"),
         (lambda x: select_persons(x, 0), ValueError, "num_persons must be positive, got 0"),
         (lambda x: to_stream(x, "angle"), ValueError, "stream must be one of"),
+        (lambda x: to_stream(x, "bone", None), ValueError, "stream 'bone' needs a layout"),
+        (
+            lambda x: random_rotation(x, 0.3, generator=[generator(0)] * 5),
+            ValueError,
+            r"one generator per clip \(N = 6\), got 5",
+        ),
+        (
+            lambda x: random_mirror(x, LAYOUT, generator=[generator(0)] * 7),
+            ValueError,
+            r"one generator per clip \(N = 6\), got 7",
+        ),
+        (
+            lambda x: valid_crop_resize(x, 8, 0.9, generator=[generator(0)]),
+            ValueError,
+            r"one generator per clip \(N = 6\), got 1",
+        ),
+        (
+            lambda x: random_scale(x, 0.1, generator=[0] * 6),
+            TypeError,
+            "generator must be a torch.Generator, a sequence of them or None, got list",
+        ),
+        (
+            lambda x: random_mirror(x, LAYOUT, 1.5),
+            ValueError,
+            r"p must be a probability in \[0, 1\]",
+        ),
+        (
+            lambda x: mirror(x, SIDELESS),
+            ValueError,
+            "layout 'sideless' has no left/right joint pairs",
+        ),
+        (lambda x: mirror(x[:, :, :, :20], LAYOUT), ValueError, "x must have V = 25 joints"),
         (lambda x: SkeletonAugment(stream="angle"), ValueError, "stream must be one of"),
         (lambda x: SkeletonAugment(rotation=-1), ValueError, "rotation must be >= 0, got -1"),
     ],

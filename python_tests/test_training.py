@@ -9,6 +9,7 @@ synthetic set; every run takes a second or two.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ import pytest
 import torch
 
 from skelops import graphs
+from skelops.data import transforms
 from skelops.training import (
     ConfigError,
     build_model,
@@ -34,6 +36,7 @@ from skelops.training.data import (
     augment,
     batch_indices,
     build_datasets,
+    center_skeletons,
     flip_skeletons,
     sample_generators,
     to_stream,
@@ -224,25 +227,25 @@ def test_rank_batches_union_is_the_global_batch(world_size) -> None:
     assert not torch.equal(epoch0, epoch1)
 
 
-def test_flip_swaps_left_and_right_and_is_an_involution() -> None:
+def test_flip_and_center_use_the_layout() -> None:
     torch.manual_seed(0)
     x = torch.randn(2, 3, 4, 25, 2)
     x[1, :, 3] = 0  # a padded frame stays zero
-    layout = graphs.get_layout("ntu_stgcn")
-    left, right = layout.flip_pairs[0]
-    flipped = flip_skeletons(x, "ntu_stgcn")
-    torch.testing.assert_close(flipped[:, 1:, :, left], x[:, 1:, :, right])
-    assert bool((flipped[1, :, 3] == 0).all())
-    # x is mirrored about each clip's mean x over its present joints
-    present = x[:, 0].ne(0)
-    centre = (x[:, 0] * present).flatten(1).sum(1) / present.flatten(1).sum(1)
-    torch.testing.assert_close(
-        flipped[0, 0, 0, right], 2 * centre[0] - x[0, 0, 0, left], rtol=1e-6, atol=1e-6
-    )
-    torch.testing.assert_close(flip_skeletons(flipped, "ntu_stgcn"), x, rtol=1e-5, atol=1e-5)
-    sideless = graphs.Layout(name="sideless", joint_names=("a", "b"), edges=((1, 0),))
-    with pytest.raises(ConfigError, match="layout 'sideless' has no left/right joint pairs"):
-        flip_skeletons(torch.ones(1, 3, 2, 2, 1), sideless)
+    torch.testing.assert_close(flip_skeletons(x, "ntu_stgcn"), transforms.mirror(x, "ntu_stgcn"))
+    with pytest.raises(ConfigError, match="flipping needs data.layout"):
+        flip_skeletons(x, None)
+    centre = graphs.get_layout("ntu_stgcn").center
+    centred = center_skeletons(x, "ntu_stgcn")
+    torch.testing.assert_close(centred, transforms.center(x, centre))
+    assert bool((centred[:, :, 0, centre, 0] == 0).all())
+    assert bool((centred[1, :, 3] == 0).all())
+    # (x, y, score): the coordinates are centred, the scores kept
+    scored = torch.cat((x[:, :2], torch.rand(2, 1, 4, 25, 2)), dim=1)
+    centred = center_skeletons(scored, "ntu_stgcn", include_scores=True)
+    torch.testing.assert_close(centred[:, :2], transforms.center(scored[:, :2], centre))
+    assert torch.equal(centred[:, 2], scored[:, 2])
+    with pytest.raises(ConfigError, match="data.center needs data.layout"):
+        center_skeletons(x, None)
 
 
 def test_augment_keeps_absent_joints_and_depends_on_the_sample_only() -> None:
@@ -258,6 +261,13 @@ def test_augment_keeps_absent_joints_and_depends_on_the_sample_only() -> None:
     # sample 2 alone gets what it got in the batch of four: randomness is keyed to the sample
     alone = augment(x[2:3], config, sample_generators([2], 0, 0))
     torch.testing.assert_close(alone, out[2:3])
+    # it is transforms' rotation (degrees -> radians), scale, shear of every clip and mirror
+    generators = sample_generators(range(4), 0, 0)
+    expected = transforms.random_rotation(x, math.radians(30.0), generator=generators)
+    expected = transforms.random_scale(expected, 0.2, generator=generators)
+    expected = transforms.random_shear(expected, 0.1, p=1.0, generator=generators)
+    expected = transforms.random_mirror(expected, "ntu_stgcn", 0.5, generator=generators)
+    torch.testing.assert_close(out, expected, rtol=0, atol=0)
     # a pure rotation keeps each frame's joint distances
     rotation = config_from_dict({"data": {"rotation": 45.0}}).data
     rotated = augment(x, rotation, sample_generators(range(4), 0, 0))
@@ -267,6 +277,27 @@ def test_augment_keeps_absent_joints_and_depends_on_the_sample_only() -> None:
         rtol=1e-4,
         atol=1e-4,
     )
+
+
+def test_augment_moves_coordinates_and_keeps_scores() -> None:
+    values = {"rotation": 30.0, "scale": 0.2, "shear": 0.1, "flip": 0.5, "channels": 2}
+    coordinates_only = config_from_dict({"data": values}).data
+    with_scores = config_from_dict({"data": {**values, "include_scores": True}}).data
+    torch.manual_seed(2)
+    x = torch.randn(8, 3, 5, 25, 1)  # (x, y, score)
+    x[:, 2] = torch.rand(8, 5, 25, 1)
+    out = augment(x, with_scores, sample_generators(range(8), 0, 0))
+    expected = augment(x[:, :2], coordinates_only, sample_generators(range(8), 0, 0))
+    torch.testing.assert_close(out[:, :2], expected, rtol=0, atol=0)
+    assert not torch.allclose(out[:, :2], x[:, :2])
+    # the scores are untouched apart from following a mirror's left/right swap
+    mirrored = transforms.mirror(x, "ntu_stgcn")
+    kept = [torch.equal(out[n, 2], x[n, 2]) for n in range(8)]
+    assert set(kept) == {True, False}  # this seed mirrors some clips, not all
+    for n in range(8):
+        assert torch.equal(out[n, 2], x[n, 2] if kept[n] else mirrored[n, 2])
+    with pytest.raises(ConfigError, match="2 or 3 coordinate channels"):
+        augment(torch.randn(2, 2, 5, 25, 1), with_scores, sample_generators(range(2), 0, 0))
 
 
 def test_streams() -> None:

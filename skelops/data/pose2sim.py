@@ -24,7 +24,8 @@ calibration file and ``fps`` from its ``Config.toml``. OpenPose also reports som
 detections (people at the image border): all are kept, most confident first in every frame.
 
 The cache directory is ``cache_dir``, else ``$SKELOPS_CACHE``, else ``~/.cache/skelops``.
-``python -m skelops.data.pose2sim --fetch`` fills it; without network, download the wheel
+``python -m skelops.data.pose2sim --fetch`` fills it, ``--extract DIR`` writes the JSON files
+as OpenPose does (for readers and ``skelops eval``); without network, download the wheel
 elsewhere with ``pip download --no-deps pose2sim==0.8.4`` and copy it there.
 """
 
@@ -52,6 +53,7 @@ __all__ = [
     "POSE2SIM_VERSION",
     "POSE2SIM_WHEEL",
     "Pose2SimUnavailableError",
+    "extract_pose2sim_json",
     "fetch_pose2sim_wheel",
     "load_pose2sim_sequence",
     "pose2sim_cache_dir",
@@ -286,8 +288,31 @@ def load_pose2sim_sequence(
     return sequences[name]
 
 
+def extract_pose2sim_json(
+    directory: str | os.PathLike, cache_dir: str | os.PathLike | None = None
+) -> list[Path]:
+    """Write the wheel's OpenPose JSON files as OpenPose writes them, one directory per
+    sequence: ``directory/<trial>/<camera>_json/<frame>.json``, the layout that
+    ``skelops.data.readers.load_dataset("openpose", directory/<trial>)`` and ``skelops eval``
+    with ``data.source=openpose`` read. Only those JSON members are extracted. Returns the
+    trial directories, sorted."""
+    root = Path(directory)
+    wheel = fetch_pose2sim_wheel(pose2sim_cache_dir(cache_dir))
+    trials = set()
+    with zipfile.ZipFile(wheel) as archive:
+        for name, (_, members) in _trial_members(archive.namelist()).items():
+            trial, _, camera = name.partition("/")
+            target = root / trial / f"{camera}_json"
+            target.mkdir(parents=True, exist_ok=True)
+            for member in members:
+                (target / member.rpartition("/")[2]).write_bytes(archive.read(member))
+            trials.add(root / trial)
+    return sorted(trials)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``python -m skelops.data.pose2sim [--fetch] [--list] [--cache-dir DIR]``."""
+    """``python -m skelops.data.pose2sim [--fetch] [--list] [--extract DIR] [--cache-dir
+    DIR]``."""
     parser = argparse.ArgumentParser(
         prog="python -m skelops.data.pose2sim", description=__doc__.split("\n\n")[0]
     )
@@ -295,6 +320,11 @@ def main(argv: list[str] | None = None) -> int:
         "--fetch", action="store_true", help="download, verify and parse the wheel into the cache"
     )
     parser.add_argument("--list", action="store_true", help="list the sequences with their shapes")
+    parser.add_argument(
+        "--extract",
+        metavar="DIR",
+        help="write the OpenPose JSON files to DIR/<trial>/<camera>_json/ (for skelops eval)",
+    )
     parser.add_argument(
         "--cache-dir",
         default=None,
@@ -309,6 +339,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.fetch:
         where = pose2sim_cache_dir(args.cache_dir)
         print(f"Pose2Sim {POSE2SIM_VERSION}: {len(sequences)} sequences in {where}")
+    if args.extract:
+        trials = extract_pose2sim_json(args.extract, args.cache_dir)
+        print(f"wrote {len(sequences)} sequences of {len(trials)} trials under {args.extract}")
     if args.list:
         for name, seq in sequences.items():
             print(

@@ -15,6 +15,11 @@ Conventions:
       generator's device (CPU when none is given) in float64 and then moved to the data, so a
       CPU generator with a fixed seed gives the same augmentation on every device. Each random
       function documents what it draws.
+    * ``generator`` may instead be a sequence of ``N`` generators, one per clip: row ``n`` of
+      the draws then comes from ``generator[n]``, the numbers that clip would get from that
+      generator alone. Randomness keyed to the sample (e.g. by dataset index) makes a batch's
+      augmentation independent of how the batch is split over processes. Only the draws loop
+      over the clips; the transform itself stays batched.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..graphs.layouts import Layout
+from ..graphs.layouts import Layout, get_layout
 from ..graphs.streams import bone_stream, motion_stream
 from ..ops._common import check_tensor
 from .pose2d import _range_pair, _uniform, uniform_sample_frames
@@ -35,8 +40,10 @@ __all__ = [
     "SkeletonAugment",
     "center",
     "collate_sequences",
+    "mirror",
     "pad_persons",
     "person_energy",
+    "random_mirror",
     "random_rotation",
     "random_scale",
     "random_shear",
@@ -84,6 +91,40 @@ def _check_joint(value: object, name: str, num_joints: int) -> int:
     return value
 
 
+def _check_generator(
+    generator: object, batch: int
+) -> torch.Generator | Sequence[torch.Generator] | None:
+    """``generator`` as given, after checking that a sequence holds one generator per clip."""
+    if generator is None or isinstance(generator, torch.Generator):
+        return generator
+    if not isinstance(generator, Sequence) or not all(
+        isinstance(g, torch.Generator) for g in generator
+    ):
+        raise TypeError(
+            "generator must be a torch.Generator, a sequence of them or None, got "
+            f"{type(generator).__name__}"
+        )
+    if len(generator) != batch:
+        raise ValueError(
+            f"generator must hold one generator per clip (N = {batch}), got {len(generator)}"
+        )
+    return generator
+
+
+def _draw(
+    shape: Sequence[int],
+    generator: torch.Generator | Sequence[torch.Generator] | None,
+    device: torch.device,
+) -> Tensor:
+    """Float64 uniforms ``[N, ...]`` in ``[0, 1)`` on ``device``: one block from a single
+    generator, or row ``n`` from ``generator[n]`` (checked by :func:`_check_generator`)."""
+    if generator is None or isinstance(generator, torch.Generator):
+        return _uniform(shape, generator, device)
+    if not generator:
+        return torch.empty(tuple(shape), dtype=torch.float64, device=device)
+    return torch.cat([_uniform((1, *shape[1:]), g, device) for g in generator])
+
+
 def _apply_matrices(x: Tensor, matrices: Tensor) -> Tensor:
     """``x'[n, :, t, v, m] = matrices[n] @ x[n, :, t, v, m]`` for ``matrices`` ``[N, C, C]``."""
     return torch.einsum("nij,njtvm->nitvm", matrices.to(x.dtype), x)
@@ -110,7 +151,7 @@ def valid_crop_resize(
     *,
     min_length: int = 64,
     lengths: Tensor | None = None,
-    generator: torch.Generator | None = None,
+    generator: torch.Generator | Sequence[torch.Generator] | None = None,
 ) -> Tensor:
     """Crop each clip's valid frames and resize them to ``window`` (CTR-GCN's
     ``valid_crop_resize``).
@@ -134,12 +175,13 @@ def valid_crop_resize(
         min_length: lower bound of a random crop (CTR-GCN hard-codes 64, SkateFormer's
             ``thres``).
         lengths: ``[N]`` valid frames per clip; default :func:`valid_lengths`.
-        generator: random source.
+        generator: random source, or one per clip.
 
     Returns:
         ``[N, C, window, V, M]``.
     """
     x = _check_x(x)
+    generator = _check_generator(generator, x.shape[0])
     window = _check_positive_int(window, "window")
     min_length = _check_positive_int(min_length, "min_length")
     lengths = _check_lengths(lengths, x)
@@ -150,7 +192,7 @@ def valid_crop_resize(
 
     total = lengths.to(torch.float64)
     if random_crop:
-        u = _uniform((x.shape[0], 2), generator, x.device)
+        u = _draw((x.shape[0], 2), generator, x.device)
         ratio = u[:, 0] * (high - low) + low
         crop = torch.floor(total * ratio).clamp(min=min_length)
         crop = torch.minimum(crop, total)
@@ -189,7 +231,7 @@ def uniform_sample(
     p_interval: float | tuple[float, float] = 1.0,
     seed: int = 255,
     lengths: Tensor | None = None,
-    generator: torch.Generator | None = None,
+    generator: torch.Generator | Sequence[torch.Generator] | None = None,
 ) -> Tensor:
     """pyskl's ``UniformSampleFrames`` + ``PoseDecode`` on a batch: ``clip_len`` frames of each
     clip's valid part, ``num_clips`` times (see
@@ -204,23 +246,33 @@ def uniform_sample(
         train: random (train) or seeded, length-determined (test) sampling.
         p_interval, seed: as in :func:`skelops.data.uniform_sample_frames`.
         lengths: ``[N]`` valid frames per clip; default :func:`valid_lengths`.
-        generator: train-mode random source.
+        generator: train-mode random source, or one per clip.
 
     Returns:
         ``[N * num_clips, C, clip_len, V, M]``, the samples of clip ``n`` in rows
         ``n * num_clips`` to ``(n + 1) * num_clips - 1``.
     """
     x = _check_x(x)
-    lengths = _check_lengths(lengths, x)
-    indices = uniform_sample_frames(
-        lengths.clamp(min=1),
-        clip_len,
-        num_clips,
-        train=train,
-        p_interval=p_interval,
-        seed=seed,
-        generator=generator,
-    )  # [N, num_clips, clip_len]
+    generator = _check_generator(generator, x.shape[0])
+    lengths = _check_lengths(lengths, x).clamp(min=1)
+
+    def sample(lengths: Tensor, generator: torch.Generator | None) -> Tensor:
+        return uniform_sample_frames(
+            lengths,
+            clip_len,
+            num_clips,
+            train=train,
+            p_interval=p_interval,
+            seed=seed,
+            generator=generator,
+        )
+
+    if generator is None or isinstance(generator, torch.Generator) or not train:
+        indices = sample(lengths, generator if train else None)
+    else:
+        indices = torch.cat(
+            [sample(lengths[n : n + 1], g) for n, g in enumerate(generator)]
+        )  # [N, num_clips, clip_len]
     n, c, _, v, m = x.shape
     index = indices.reshape(n, 1, -1, 1, 1).expand(-1, c, -1, v, m)
     sampled = x.gather(2, index).reshape(n, c, num_clips, clip_len, v, m)
@@ -247,7 +299,10 @@ def _rotation_xyz(angles: Tensor) -> Tensor:
 
 
 def random_rotation(
-    x: Tensor, theta: float = 0.3, *, generator: torch.Generator | None = None
+    x: Tensor,
+    theta: float = 0.3,
+    *,
+    generator: torch.Generator | Sequence[torch.Generator] | None = None,
 ) -> Tensor:
     """Rotate each clip by random angles (CTR-GCN's ``random_rot``, pyskl's ``RandomRot``).
 
@@ -261,20 +316,21 @@ def random_rotation(
     Args:
         x: ``[N, C, T, V, M]`` coordinates, ``C`` 2 or 3.
         theta: largest angle in radians, >= 0.
-        generator: random source.
+        generator: random source, or one per clip.
 
     Returns:
         The rotated ``x``.
     """
     x = _check_x(x)
+    generator = _check_generator(generator, x.shape[0])
     if x.shape[1] not in (2, 3):
         raise ValueError(f"x must have C = 2 or 3 coordinate channels, got {x.shape[1]}")
     if not theta >= 0:
         raise ValueError(f"theta must be >= 0, got {theta!r}")
     if x.shape[1] == 3:
-        angles = theta * (2 * _uniform((x.shape[0], 3), generator, x.device) - 1)
+        angles = theta * (2 * _draw((x.shape[0], 3), generator, x.device) - 1)
         return _apply_matrices(x, _rotation_xyz(angles))
-    angle = theta * (2 * _uniform((x.shape[0],), generator, x.device) - 1)
+    angle = theta * (2 * _draw((x.shape[0],), generator, x.device) - 1)
     cos, sin = angle.cos(), angle.sin()
     matrices = torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], -2)
     return _apply_matrices(x, matrices)
@@ -284,7 +340,7 @@ def random_scale(
     x: Tensor,
     scale: float | Sequence[float] = 0.2,
     *,
-    generator: torch.Generator | None = None,
+    generator: torch.Generator | Sequence[torch.Generator] | None = None,
 ) -> Tensor:
     """Scale each channel of each clip by ``1 + U(-1, 1) * scale`` (pyskl's ``RandomScale``;
     SkateFormer's ``scale`` with ``p = 1``).
@@ -294,9 +350,10 @@ def random_scale(
     Args:
         x: ``[N, C, T, V, M]``.
         scale: one number for every channel or one per channel, each >= 0.
-        generator: random source.
+        generator: random source, or one per clip.
     """
     x = _check_x(x)
+    generator = _check_generator(generator, x.shape[0])
     channels = x.shape[1]
     if isinstance(scale, (int, float)) and not isinstance(scale, bool):
         scale = (float(scale),) * channels
@@ -306,7 +363,7 @@ def random_scale(
     if min(scale) < 0:
         raise ValueError(f"scale must be >= 0, got {scale}")
     limits = torch.tensor(scale, dtype=torch.float64, device=x.device)
-    factor = 1 + (2 * _uniform((x.shape[0], channels), generator, x.device) - 1) * limits
+    factor = 1 + (2 * _draw((x.shape[0], channels), generator, x.device) - 1) * limits
     return x * factor.to(x.dtype)[:, :, None, None, None]
 
 
@@ -315,7 +372,7 @@ def random_shear(
     shear: float = 0.5,
     p: float = 0.5,
     *,
-    generator: torch.Generator | None = None,
+    generator: torch.Generator | Sequence[torch.Generator] | None = None,
 ) -> Tensor:
     """Shear each clip with probability ``p`` (SkateFormer's / AimCLR's ``shear``).
 
@@ -329,15 +386,16 @@ def random_shear(
         x: ``[N, C, T, V, M]`` coordinates.
         shear: largest off-diagonal magnitude, >= 0.
         p: probability of shearing a clip.
-        generator: random source.
+        generator: random source, or one per clip.
     """
     x = _check_x(x)
+    generator = _check_generator(generator, x.shape[0])
     if not shear >= 0:
         raise ValueError(f"shear must be >= 0, got {shear!r}")
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"p must be a probability in [0, 1], got {p!r}")
     n, c = x.shape[:2]
-    u = _uniform((n, 1 + c * (c - 1)), generator, x.device)
+    u = _draw((n, 1 + c * (c - 1)), generator, x.device)
     off_diagonal = ~torch.eye(c, dtype=torch.bool, device=x.device)
     matrices = torch.eye(c, dtype=torch.float64, device=x.device).repeat(n, 1, 1)
     entries = shear * (2 * u[:, 1:] - 1) * (u[:, :1] < p)
@@ -374,6 +432,70 @@ def center(x: Tensor, joint: int = 1, *, person: int = 0) -> Tensor:
     origin = torch.where(found[:, None], origin, 0.0)
     present = (x != 0).any(dim=1, keepdim=True)
     return torch.where(present, x - origin[:, :, None, None, None], 0.0)
+
+
+def _mirror_permutation(layout: str | Layout, num_joints: int) -> list[int]:
+    skeleton = get_layout(layout)
+    if not skeleton.flip_pairs:
+        raise ValueError(
+            f"layout {skeleton.name!r} has no left/right joint pairs (flip_pairs), so it cannot "
+            f"be mirrored"
+        )
+    if skeleton.num_joints != num_joints:
+        raise ValueError(
+            f"x must have V = {skeleton.num_joints} joints for layout {skeleton.name!r}, got "
+            f"{num_joints}"
+        )
+    return list(skeleton.flip_permutation)
+
+
+def mirror(x: Tensor, layout: str | Layout) -> Tensor:
+    """Mirror each clip horizontally: channel 0 (``x``) reflected about the clip's mean ``x``
+    over its present joints, and the layout's left and right joints (``flip_pairs``) swapped.
+
+    The reflection about the clip's own mean keeps the body where it was, so centred and
+    uncentred data both stay in range (pyskl's 2-D ``Flip`` reflects about the image width
+    instead, which 3-D or normalised coordinates do not have). Mirroring twice gives ``x``
+    back; absent joints (all channels zero) stay zero; channels other than 0 (``y``, ``z``,
+    scores) only follow the joint swap.
+
+    Args:
+        x: ``[N, C, T, V, M]``.
+        layout: the skeleton layout (name or :class:`skelops.graphs.Layout`) with
+            ``flip_pairs``.
+    """
+    x = _check_x(x)
+    permutation = _mirror_permutation(layout, x.shape[3])
+    present = x.ne(0).any(dim=1, keepdim=True)  # [N, 1, T, V, M]
+    count = present.flatten(1).sum(dim=1).clamp(min=1)
+    middle = (x[:, :1] * present).flatten(1).sum(dim=1) / count  # [N]
+    reflected = torch.where(present[:, 0], 2 * middle.view(-1, 1, 1, 1) - x[:, 0], x[:, 0])
+    return torch.cat((reflected[:, None], x[:, 1:]), dim=1)[:, :, :, permutation]
+
+
+def random_mirror(
+    x: Tensor,
+    layout: str | Layout,
+    p: float = 0.5,
+    *,
+    generator: torch.Generator | Sequence[torch.Generator] | None = None,
+) -> Tensor:
+    """:func:`mirror` each clip with probability ``p``.
+
+    Draws: ``[N]`` uniforms ``u``; clip ``n`` is mirrored when ``u[n] < p``.
+
+    Args:
+        x: ``[N, C, T, V, M]``.
+        layout: the skeleton layout with ``flip_pairs``.
+        p: probability of mirroring a clip.
+        generator: random source, or one per clip.
+    """
+    x = _check_x(x)
+    generator = _check_generator(generator, x.shape[0])
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"p must be a probability in [0, 1], got {p!r}")
+    chosen = _draw((x.shape[0],), generator, x.device) < p
+    return torch.where(chosen[:, None, None, None, None], mirror(x, layout), x)
 
 
 def _align_rotation(vector: Tensor, target: Tensor) -> Tensor:
@@ -491,13 +613,16 @@ def select_persons(x: Tensor, num_persons: int) -> Tensor:
     return pad_persons(selected, num_persons)
 
 
-def to_stream(x: Tensor, stream: str, layout: str | Layout = "ntu_stgcn") -> Tensor:
+def to_stream(x: Tensor, stream: str, layout: str | Layout | None = "ntu_stgcn") -> Tensor:
     """One input stream of a multi-stream model: ``"joint"`` (``x``), ``"bone"``, ``"motion"``
     or ``"bone_motion"``, with :func:`skelops.graphs.bone_stream` and
-    :func:`skelops.graphs.motion_stream` (CTR-GCN's ``bone`` / ``vel`` feeder options)."""
+    :func:`skelops.graphs.motion_stream` (CTR-GCN's ``bone`` / ``vel`` feeder options).
+    ``layout`` gives the bones; only the bone streams need it."""
     x = _check_x(x)
     if stream not in STREAMS:
         raise ValueError(f"stream must be one of {STREAMS}, got {stream!r}")
+    if layout is None and stream in ("bone", "bone_motion"):
+        raise ValueError(f"stream {stream!r} needs a layout (for the bones), got None")
     if stream in ("bone", "bone_motion"):
         x = bone_stream(x, layout)
     if stream in ("motion", "bone_motion"):
@@ -513,7 +638,7 @@ def collate_sequences(
     temporal: str = "resize",
     train: bool = False,
     p_interval: float | tuple[float, float] = 1.0,
-    generator: torch.Generator | None = None,
+    generator: torch.Generator | Sequence[torch.Generator] | None = None,
     device: torch.device | str | None = None,
     dtype: torch.dtype | None = None,
 ) -> Tensor:
@@ -535,7 +660,7 @@ def collate_sequences(
         temporal: ``"resize"`` or ``"uniform"``.
         train: random (True) or deterministic (False) uniform sampling.
         p_interval: crop ratio, see :func:`valid_crop_resize` / :func:`uniform_sample`.
-        generator: random source.
+        generator: random source, or one per sequence.
         device: output device (default: the first sequence's).
         dtype: output dtype (default: the first sequence's if floating, else float32).
 
@@ -639,9 +764,14 @@ class SkeletonAugment:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
 
     def __call__(
-        self, x: Tensor, *, train: bool = True, generator: torch.Generator | None = None
+        self,
+        x: Tensor,
+        *,
+        train: bool = True,
+        generator: torch.Generator | Sequence[torch.Generator] | None = None,
     ) -> Tensor:
-        """Transform a batch ``x`` ``[N, C, T, V, M]``; returns ``[N, C, window, V, M]``."""
+        """Transform a batch ``x`` ``[N, C, T, V, M]``; returns ``[N, C, window, V, M]``.
+        ``generator``: one random source, or one per clip (see the module docstring)."""
         x = _check_x(x)
         if self.window is not None:
             p_interval = tuple(self.p_interval) if train else self.eval_p_interval

@@ -68,13 +68,18 @@ class DataConfig:
     or cut to ``num_persons`` persons, giving ``[N, C, num_frames, V, num_persons]``.
     ``include_scores`` appends the readers' confidence scores as a last channel (ST-GCN's
     Kinetics input ``(x, y, score)``); ``channels`` is the synthetic data's (2 or 3).
-    ``center`` moves each clip's first-frame centre joint (of the first person) to the origin.
-    ``stream`` turns joints into the model's input (``skelops.graphs`` ``bone_stream`` /
-    ``motion_stream``); ``layout`` names the skeleton (bones, flip pairs).
+    ``center`` moves the layout's centre joint of the first person, in the first frame where
+    that person appears, to the origin (``skelops.data.transforms.center``).
+    ``stream`` turns joints into the model's input (``skelops.data.transforms.to_stream``);
+    ``layout`` names the skeleton (centre joint, bones, flip pairs).
 
-    Augmentation (training only): ``rotation`` (max degrees about each axis), ``scale``
-    (max relative change), ``shear`` (max shear coefficient), ``flip`` (probability of a
-    mirror with left/right joints swapped).
+    Augmentation (training only, ``skelops.data.transforms``, each off at 0): ``rotation``
+    (max angle in degrees, converted to the radians of ``random_rotation``: CTR-GCN's 0.3 rad
+    is about 17.2; about x, y and z for 3-D data, in the image plane for 2-D), ``scale`` (max
+    relative change per axis, ``random_scale``), ``shear`` (max off-diagonal shear coefficient,
+    ``random_shear`` applied to every clip), ``flip`` (probability of ``random_mirror``: ``x``
+    reflected, left/right joints swapped). Rotation, scale and shear move only the coordinate
+    channels; the score channel of ``include_scores`` is kept as it is.
     """
 
     source: Literal["synthetic", "ntu", "pyskl", "openpose", "kinetics"] = "synthetic"

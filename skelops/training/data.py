@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
 from .. import graphs
-from ..data import uniform_sample_frames
+from ..data import transforms, uniform_sample_frames
 from .config import ConfigError, DataConfig
 
 __all__ = [
@@ -208,114 +208,91 @@ def batch_indices(
 
 def to_stream(x: Tensor, stream: str, layout: str | None) -> Tensor:
     """The model input of joints ``x`` ``[N, C, T, V, M]``: ``joint``, ``bone``, ``motion``
-    or ``bone_motion`` (:func:`skelops.graphs.bone_stream`,
-    :func:`skelops.graphs.motion_stream`)."""
-    if stream == "joint":
-        return x
-    if stream == "motion":
-        return graphs.motion_stream(x)
-    if layout is None:
+    or ``bone_motion`` (:func:`skelops.data.transforms.to_stream`); the bone streams need
+    ``layout``."""
+    if layout is None and stream in ("bone", "bone_motion"):
         raise ConfigError(f"data.stream {stream!r} needs data.layout (for the bones)")
-    bones = graphs.bone_stream(x, layout)
-    return bones if stream == "bone" else graphs.motion_stream(bones)
-
-
-def _flip_permutation(layout: str | graphs.Layout | None) -> list[int]:
-    if layout is None:
-        raise ConfigError("flipping needs data.layout (for its left/right joint pairs)")
-    skeleton = graphs.get_layout(layout)
-    if not skeleton.flip_pairs:
-        raise ConfigError(
-            f"layout {skeleton.name!r} has no left/right joint pairs (flip_pairs), so it cannot "
-            f"be flipped"
-        )
-    permutation = list(range(skeleton.num_joints))
-    for left, right in skeleton.flip_pairs:
-        permutation[left], permutation[right] = right, left
-    return permutation
+    return transforms.to_stream(x, stream, layout)
 
 
 def flip_skeletons(x: Tensor, layout: str | graphs.Layout | None) -> Tensor:
-    """Mirror ``x`` ``[N, C, T, V, M]`` horizontally: ``x`` (channel 0) reflected about each
-    clip's mean over its present joints, left and right joints swapped (the layout's
-    ``flip_pairs``). Absent joints (all channels zero) stay zero."""
-    permutation = _flip_permutation(layout)
-    present = x.ne(0).any(dim=1, keepdim=True)  # [N, 1, T, V, M]
-    count = present.flatten(1).sum(dim=1).clamp(min=1)
-    center = (x[:, :1] * present).flatten(1).sum(dim=1) / count  # [N]
-    flipped = x.clone()
-    mirrored = 2 * center.view(-1, 1, 1, 1) - x[:, 0]
-    flipped[:, 0] = torch.where(present[:, 0], mirrored, x[:, 0])
-    return flipped[:, :, :, permutation]
+    """Mirror ``x`` ``[N, C, T, V, M]`` horizontally with :func:`skelops.data.transforms.mirror`
+    (``x`` reflected about each clip's mean over its present joints, the layout's left and
+    right joints swapped)."""
+    if layout is None:
+        raise ConfigError("flipping needs data.layout (for its left/right joint pairs)")
+    return transforms.mirror(x, layout)
 
 
-def center_skeletons(x: Tensor, layout: str | graphs.Layout | None) -> Tensor:
+def _coordinate_channels(x: Tensor, include_scores: bool) -> int:
+    """The leading channels of ``x`` that are coordinates: all, or all but the last score
+    channel."""
+    channels = x.shape[1] - 1 if include_scores else x.shape[1]
+    if channels not in (2, 3):
+        raise ConfigError(
+            f"the data must have 2 or 3 coordinate channels (plus a score channel when "
+            f"data.include_scores), got {x.shape[1]} channels with "
+            f"include_scores={include_scores}"
+        )
+    return channels
+
+
+def _on_coordinates(
+    x: Tensor, include_scores: bool, transform: Callable[[Tensor], Tensor]
+) -> Tensor:
+    """``transform`` applied to the coordinate channels of ``x`` only; a score channel passes
+    through unchanged."""
+    coordinates = _coordinate_channels(x, include_scores)
+    if coordinates == x.shape[1]:
+        return transform(x)
+    return torch.cat((transform(x[:, :coordinates]), x[:, coordinates:]), dim=1)
+
+
+def center_skeletons(
+    x: Tensor, layout: str | graphs.Layout | None, *, include_scores: bool = False
+) -> Tensor:
     """Translate each clip of ``x`` ``[N, C, T, V, M]`` so that the layout's centre joint of
-    the first person in the first frame sits at the origin (pyskl's ``PreNormalize3D``
-    centring); only the coordinate channels (at most three) move, absent joints stay zero."""
+    the first person, in the first frame where that person appears, sits at the origin
+    (:func:`skelops.data.transforms.center`: CTR-GCN's / pyskl's centring). Absent joints stay
+    zero; with ``include_scores`` the last (score) channel is left as it is."""
     if layout is None:
         raise ConfigError("data.center needs data.layout (for its centre joint)")
     skeleton = graphs.get_layout(layout)
     if skeleton.center is None:
         raise ConfigError(f"layout {skeleton.name!r} has no centre joint; set data.center=false")
-    spatial = min(x.shape[1], 3)
-    origin = x[:, :spatial, :1, skeleton.center : skeleton.center + 1, :1]
-    present = x.ne(0).any(dim=1, keepdim=True)
-    moved = torch.where(present, x[:, :spatial] - origin, 0.0)
-    return torch.cat((moved, x[:, spatial:]), dim=1)
-
-
-def _rotation_matrices(angles: Tensor) -> Tensor:
-    """``[N, 3, 3]`` rotations ``Rz @ Ry @ Rx`` of angles ``[N, 3]`` (radians)."""
-    cos, sin = angles.cos(), angles.sin()
-    one, zero = torch.ones_like(cos[:, 0]), torch.zeros_like(cos[:, 0])
-
-    def stack(rows: list[list[Tensor]]) -> Tensor:
-        return torch.stack([torch.stack(r, -1) for r in rows], -2)
-
-    rx = stack([[one, zero, zero], [zero, cos[:, 0], -sin[:, 0]], [zero, sin[:, 0], cos[:, 0]]])
-    ry = stack([[cos[:, 1], zero, sin[:, 1]], [zero, one, zero], [-sin[:, 1], zero, cos[:, 1]]])
-    rz = stack([[cos[:, 2], -sin[:, 2], zero], [sin[:, 2], cos[:, 2], zero], [zero, zero, one]])
-    return rz @ ry @ rx
-
-
-def _uniform(generators: Sequence[torch.Generator], *shape: int) -> Tensor:
-    """``[N, *shape]`` uniform numbers in ``[-1, 1)``, row ``n`` from ``generators[n]``."""
-    return torch.stack([torch.rand(shape, generator=g) * 2 - 1 for g in generators])
+    return _on_coordinates(x, include_scores, lambda c: transforms.center(c, skeleton.center))
 
 
 def augment(x: Tensor, config: DataConfig, generators: Sequence[torch.Generator]) -> Tensor:
-    """Training augmentation of joints ``x`` ``[N, C, T, V, M]``, per sample: a random linear
-    map of the coordinates (rotation up to ``config.rotation`` degrees about each axis, scale
-    by ``1 +- config.scale``, shear up to ``config.shear``) and a mirror with probability
-    ``config.flip``. The coordinates are the first two channels for 2-D data (``C = 2``, or
-    ``C = 3`` with ``config.include_scores``), else the first three; absent joints stay zero.
-    Sample ``n`` draws its numbers from ``generators[n]`` (CPU generators)."""
-    spatial = 2 if x.shape[1] == 2 or config.include_scores else 3
-    transform = torch.eye(3).expand(x.shape[0], 3, 3)
-    changed = False
-    if config.rotation > 0:
-        angles = _uniform(generators, 3) * math.radians(config.rotation)
-        if spatial == 2:
-            angles[:, :2] = 0  # in-plane rotation only
-        transform = _rotation_matrices(angles) @ transform
-        changed = True
-    if config.scale > 0:
-        factors = 1 + _uniform(generators, 3) * config.scale
-        transform = torch.diag_embed(factors) @ transform
-        changed = True
-    if config.shear > 0:
-        shear = _uniform(generators, 3, 3) * config.shear
-        transform = (torch.eye(3) + shear * (1 - torch.eye(3))) @ transform
-        changed = True
-    if changed:
-        matrix = transform[:, :spatial, :spatial].to(x)
-        present = x.ne(0).any(dim=1, keepdim=True)
-        coords = torch.einsum("nij,njtvm->nitvm", matrix, x[:, :spatial])
-        x = torch.cat((torch.where(present, coords, 0.0), x[:, spatial:]), dim=1)
+    """Training augmentation of joints ``x`` ``[N, C, T, V, M]`` with
+    :mod:`skelops.data.transforms`, each step skipped when its setting is 0:
+    :func:`~skelops.data.transforms.random_rotation` by up to ``config.rotation`` degrees (about
+    x, y and z for 3-D coordinates, in the image plane for 2-D),
+    :func:`~skelops.data.transforms.random_scale` by ``1 +- config.scale`` per axis,
+    :func:`~skelops.data.transforms.random_shear` of every clip with off-diagonal entries up to
+    ``config.shear``, then :func:`~skelops.data.transforms.random_mirror` with probability
+    ``config.flip``. The geometric steps act on the coordinate channels only (a score channel,
+    ``config.include_scores``, is kept); absent joints stay zero. Sample ``n`` draws its numbers
+    from ``generators[n]`` (CPU generators), so its augmentation does not depend on the rest of
+    the batch."""
+
+    def geometric(coordinates: Tensor) -> Tensor:
+        if config.rotation > 0:
+            coordinates = transforms.random_rotation(
+                coordinates, math.radians(config.rotation), generator=generators
+            )
+        if config.scale > 0:
+            coordinates = transforms.random_scale(coordinates, config.scale, generator=generators)
+        if config.shear > 0:
+            coordinates = transforms.random_shear(
+                coordinates, config.shear, p=1.0, generator=generators
+            )
+        return coordinates
+
+    if config.rotation > 0 or config.scale > 0 or config.shear > 0:
+        x = _on_coordinates(x, config.include_scores, geometric)
     if config.flip > 0:
-        chosen = (_uniform(generators, 1)[:, 0] + 1) / 2 < config.flip
-        if bool(chosen.any()):
-            mirrored = flip_skeletons(x, config.layout)
-            x = torch.where(chosen.view(-1, 1, 1, 1, 1).to(x.device), mirrored, x)
+        if config.layout is None:
+            raise ConfigError("data.flip needs data.layout (for its left/right joint pairs)")
+        x = transforms.random_mirror(x, config.layout, config.flip, generator=generators)
     return x

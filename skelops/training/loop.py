@@ -177,7 +177,7 @@ def _model_input(
         generators=generators,
     )
     if config.data.center:
-        x = center_skeletons(x, data.layout)
+        x = center_skeletons(x, data.layout, include_scores=config.data.include_scores)
     if generators is not None:
         x = augment(x, config.data, generators)
     return to_stream(x, config.data.stream, data.layout).to(device), labels.to(device)
@@ -449,7 +449,7 @@ def predict(
     for indices in tqdm(order.split(config.eval.batch_size), disable=not progress, leave=False):
         x, _ = data.batch(indices, config.data.num_frames, config.data.num_persons, clips=clips)
         if config.data.center:
-            x = center_skeletons(x, data.layout)
+            x = center_skeletons(x, data.layout, include_scores=config.data.include_scores)
         views = [x]
         if flip:
             views.append(flip_skeletons(x, data.layout))
