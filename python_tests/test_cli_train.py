@@ -23,14 +23,13 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "train_synthetic.yaml"
 
-# A small CascadeFormer (no width knobs exist for ST-GCN, whose full 3.1M-parameter network
-# trains at a few dozen clips per second on a CI core) on 5 synthetic classes.
+# A small ST-GCN (three blocks instead of the official ten, 33k parameters: the full 3.1M-parameter
+# network trains at a few dozen clips per second on a CI core) on 5 synthetic classes of one person.
+# Checked offline with data.seed = run.seed = 0..9 and 10 epochs: held-out top-1 0.83 to 1.0.
 TINY = [
-    "model.name=cascadeformer",
+    "model.name=stgcn",
     "model.preset=ntu60",
-    "model.overrides={num_classes: 5, d_model: 32, num_heads: 4, num_layers: 1, "
-    "feedforward_dim: 64, max_frames: 16, dropout: 0.0, t2_dropout: 0.0, "
-    "cross_attention_dropout: 0.0, head_dropout: 0.0}",
+    "model.overrides={num_classes: 5, dropout: 0.0, blocks: [[16, 1], [32, 2], [32, 1]]}",
     "data.source=synthetic",
     "data.layout=ntu_stgcn",
     "data.num_classes=5",
@@ -59,9 +58,9 @@ def _train(tmp_path, name: str, *extra: str) -> Path:
 
 
 def test_train_beats_chance_and_eval_with_tta(tmp_path, capsys) -> None:
-    run = _train(tmp_path, "joint", "optim.epochs=6")
+    run = _train(tmp_path, "joint", "optim.epochs=10")
     trained = _json_line(capsys.readouterr().out)
-    assert trained["epoch"] == 6
+    assert trained["epoch"] == 10
     # held-out clips (another seed of the generator): chance is 1/5
     assert trained["val_top1"] >= 0.6, trained
     argv = ["eval", "--no-progress", "--set", *TINY, f"run.output_dir={run}"]

@@ -192,6 +192,103 @@ def test_bad_arguments_raise():
         models.create("stgcn", preset="ntu60_two_stream", fusion="max")
 
 
+# --- custom block structures -----------------------------------------------------------------
+
+
+def _expected_count(blocks, num_classes: int, channels: int = 3, joints: int = 25) -> int:
+    """Parameters of an ST-GCN with ``blocks`` (K = 3 subsets, temporal kernel 9), by formula."""
+    total = 2 * channels * joints  # data_bn
+    c_in = channels
+    for index, (c_out, stride) in enumerate(blocks):
+        total += 3 * c_out * c_in + 3 * c_out + 3 * joints * joints  # gcn, bias, edge importance
+        total += 2 * c_out + 9 * c_out * c_out + c_out + 2 * c_out  # tcn: BN, conv, BN
+        if index > 0 and (c_in != c_out or stride != 1):
+            total += c_in * c_out + c_out + 2 * c_out  # residual conv + BN
+        c_in = c_out
+    return total + c_in * num_classes + num_classes  # fcn
+
+
+SMALL_BLOCKS = [(16, 1), (32, 2), (32, 1)]
+
+
+def test_default_blocks_are_official(ntu60):
+    assert ntu60.block_specs == stgcn.BLOCK_SPECS
+    assert [(c_out, s) for _, c_out, s in BLOCK_SHAPES] == list(stgcn.BLOCK_SPECS)
+    # the formula reproduces the official count, so it can vouch for other block lists
+    assert _expected_count(stgcn.BLOCK_SPECS, 60) == OFFICIAL_COUNTS["ntu60"]
+
+
+@pytest.mark.parametrize(
+    "blocks",
+    [SMALL_BLOCKS, [[8, 1]], [(16, 2), (16, 1), (24, 1), (24, 3)]],
+    ids=["small", "one_block", "lists_and_strides"],
+)
+def test_custom_blocks_shapes_and_count(blocks):
+    torch.manual_seed(0)
+    model = models.create("stgcn", preset="ntu60", num_classes=5, blocks=blocks).eval()
+    assert model.block_specs == tuple(tuple(spec) for spec in blocks)
+    assert models.count_parameters(model) == _expected_count(blocks, 5)
+    assert [block.tcn[2].out_channels for block in model.blocks] == [c for c, _ in blocks]
+    assert [block.tcn[2].stride for block in model.blocks] == [(s, 1) for _, s in blocks]
+    assert model.fcn.in_channels == blocks[-1][0]
+    assert model.blocks[0].residual is None
+    x = _ntu_input(n=3, t=9)
+    with torch.no_grad():
+        features = x.permute(0, 4, 1, 2, 3).reshape(6, 3, 9, 25)
+        for block, (c_out, stride) in zip(model.blocks, blocks, strict=True):
+            t = features.shape[2]
+            features = block(features)
+            assert features.shape == (6, c_out, (t - 1) // stride + 1, 25)
+        assert model(x).shape == (3, 5)
+
+
+def test_custom_blocks_train_and_reach_both_streams():
+    torch.manual_seed(0)
+    model = models.create("stgcn", preset="ntu60", num_classes=4, blocks=SMALL_BLOCKS).train()
+    losses = adam_losses(model, _ntu_input(n=4, t=8), torch.tensor([0, 1, 2, 3]), lr=1e-2)
+    assert losses[-1] < losses[0], losses
+    two_stream = models.create("stgcn", preset="ntu60_two_stream", blocks=SMALL_BLOCKS)
+    for stream in (two_stream.joint_stream, two_stream.motion_stream):
+        assert stream.block_specs == tuple(SMALL_BLOCKS)
+    assert models.count_parameters(two_stream) == 2 * _expected_count(SMALL_BLOCKS, 60)
+
+
+@pytest.mark.parametrize(
+    ("blocks", "message"),
+    [
+        ([], r"blocks must be a non-empty sequence of \(out_channels, stride\) pairs, got \[\]"),
+        ("64", "blocks must be a non-empty sequence of .* got '64'"),
+        (64, "blocks must be a non-empty sequence of .* got 64"),
+        (
+            [(16, 1), (32,)],
+            r"blocks\[1\] must be an \(out_channels, stride\) pair of positive "
+            r"ints, got \(32,\)",
+        ),
+        ([(16, 1, 1)], r"blocks\[0\] must be .* got \(16, 1, 1\)"),
+        ([(16, 0)], r"blocks\[0\] must be .* got \(16, 0\)"),
+        ([(16, 1), (-32, 1)], r"blocks\[1\] must be .* got \(-32, 1\)"),
+        ([(16.0, 1)], r"blocks\[0\] must be .* got \(16.0, 1\)"),
+        ([(True, 1)], r"blocks\[0\] must be .* got \(True, 1\)"),
+        (["ab"], r"blocks\[0\] must be .* got 'ab'"),
+    ],
+    ids=[
+        "empty",
+        "string",
+        "int",
+        "short",
+        "long",
+        "zero_stride",
+        "negative",
+        "float",
+        "bool",
+        "str",
+    ],
+)
+def test_bad_blocks_raise(blocks, message):
+    with pytest.raises(ValueError, match=message):
+        models.create("stgcn", preset="ntu60", blocks=blocks)
+
+
 # --- official state dict conversion -----------------------------------------------------------
 
 

@@ -27,6 +27,7 @@ from ..nn import GraphConv
 from .registry import Preset, register_model
 
 __all__ = [
+    "BLOCK_SPECS",
     "STGCN",
     "STGCNBlock",
     "TwoStreamSTGCN",
@@ -133,16 +134,44 @@ class STGCNBlock(nn.Module):
         return self.relu(y)
 
 
+def _check_block_specs(blocks: Sequence[Sequence[int]]) -> tuple[tuple[int, int], ...]:
+    """``blocks`` as a tuple of ``(out_channels, stride)`` pairs of positive ints, or ValueError."""
+
+    def positive_int(value: object) -> bool:
+        # bool is an int subclass, but True as a channel count is a mistake.
+        return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+    if isinstance(blocks, (str, bytes)) or not isinstance(blocks, Sequence) or not blocks:
+        raise ValueError(
+            f"blocks must be a non-empty sequence of (out_channels, stride) pairs, got {blocks!r}"
+        )
+    specs = []
+    for index, spec in enumerate(blocks):
+        if (
+            not isinstance(spec, Sequence)
+            or isinstance(spec, (str, bytes))
+            or len(spec) != 2
+            or not all(positive_int(value) for value in spec)
+        ):
+            raise ValueError(
+                f"blocks[{index}] must be an (out_channels, stride) pair of positive ints, "
+                f"got {spec!r}"
+            )
+        specs.append((spec[0], spec[1]))
+    return tuple(specs)
+
+
 class STGCN(nn.Module):
     """ST-GCN classifier (``Model`` in yysijie/st-gcn ``net/st_gcn.py``).
 
     Input normalisation by ``BatchNorm1d(C * V)`` over the ``[N * M, V * C, T]`` view (so the
-    statistics are per joint and channel, shared by the persons), ten :class:`STGCNBlock` (3 ->
-    64, 64 x 3, 128 with stride 2, 128 x 2, 256 with stride 2, 256 x 2; temporal kernel 9; the
-    first block has no residual and no dropout, as the official code drops ``dropout`` from its
-    arguments), average pooling over frames and joints, the mean over persons, and a
-    ``Conv2d(256, num_classes, 1)`` head. Each block has its own ``[K, V, V]`` edge-importance
-    mask (official ``edge_importance[i]``, kept here in ``blocks[i].gcn.edge_importance``).
+    statistics are per joint and channel, shared by the persons), the :class:`STGCNBlock` of
+    ``blocks`` (officially ten: 3 -> 64, 64 x 3, 128 with stride 2, 128 x 2, 256 with stride 2,
+    256 x 2; temporal kernel 9; the first block has no residual and no dropout, as the official
+    code drops ``dropout`` from its arguments), average pooling over frames and joints, the mean
+    over persons, and a ``Conv2d(C_last, num_classes, 1)`` head (``C_last`` = 256). Each block
+    has its own ``[K, V, V]`` edge-importance mask (official ``edge_importance[i]``, kept here in
+    ``blocks[i].gcn.edge_importance``).
 
     The default graph is the official spatial partition, including its quirk:
     ``graphs.build_adjacency(layout, "spatial", legacy_stgcn=True)`` equals the official
@@ -169,6 +198,11 @@ class STGCN(nn.Module):
         temporal_kernel_size: odd temporal kernel size.
         backend: graph-convolution backend (``"auto"``, ``"cpu"``, ``"cuda"``, ``"triton"``,
             ``"reference"``).
+        blocks: ``(out_channels, temporal_stride)`` of each block, in order; the default
+            :data:`BLOCK_SPECS` is the official network. A shorter or narrower list builds a
+            small ST-GCN of the same design (the first block without residual or dropout, the
+            head on the last block's channels), e.g. ``[(16, 1), (32, 2), (32, 1)]`` for
+            quick experiments and tests; the presets keep the official blocks.
 
     Shapes: ``forward(x)``: x ``[N, C, T, V, M]`` -> logits ``[N, num_classes]``.
     """
@@ -185,21 +219,23 @@ class STGCN(nn.Module):
         edge_importance: bool = True,
         temporal_kernel_size: int = 9,
         backend: str = "auto",
+        blocks: Sequence[Sequence[int]] = BLOCK_SPECS,
     ) -> None:
         super().__init__()
         for name, value in (("num_classes", num_classes), ("in_channels", in_channels)):
             if not isinstance(value, int) or value <= 0:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
+        self.block_specs = _check_block_specs(blocks)
         adjacency = graphs.build_adjacency(layout, strategy, legacy_stgcn=legacy_stgcn)
         self.layout = layout
         self.in_channels = in_channels
         self.num_classes = num_classes
         self.num_joints = adjacency.shape[-1]
         self.data_bn = nn.BatchNorm1d(in_channels * self.num_joints)
-        blocks = []
+        layers = []
         channels = in_channels
-        for index, (out_channels, stride) in enumerate(BLOCK_SPECS):
-            blocks.append(
+        for index, (out_channels, stride) in enumerate(self.block_specs):
+            layers.append(
                 STGCNBlock(
                     channels,
                     out_channels,
@@ -213,7 +249,7 @@ class STGCN(nn.Module):
                 )
             )
             channels = out_channels
-        self.blocks = nn.ModuleList(blocks)
+        self.blocks = nn.ModuleList(layers)
         self.fcn = nn.Conv2d(channels, num_classes, kernel_size=1)
         self.reset_parameters()
 
