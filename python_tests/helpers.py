@@ -95,3 +95,14 @@ def outputs_per_cpu_isa(script: str, tmp_path) -> dict[str, dict]:
         results[isa] = torch.load(path)
     assert results["baseline"].keys() == results["default"].keys()
     return results
+
+
+# A CascadeFormer small enough for training tests (no BatchNorm: DDP runs equal one process).
+TINY_CASCADEFORMER = {
+    "num_classes": 4,
+    "d_model": 16,
+    "num_heads": 2,
+    "num_layers": 1,
+    "feedforward_dim": 32,
+    "max_frames": 16,
+}

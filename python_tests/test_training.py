@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import TINY_CASCADEFORMER
 
 from skelops import graphs
 from skelops.data import transforms
@@ -44,20 +45,15 @@ from skelops.training.data import (
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-TINY_CASCADE = {
-    "num_classes": 4,
-    "d_model": 16,
-    "num_heads": 2,
-    "num_layers": 1,
-    "feedforward_dim": 32,
-    "max_frames": 16,
-}
-
 
 def _tiny_config(tmp_path, **sections) -> dict:
     """A tiny CascadeFormer run on 48 synthetic clips of 4 classes (12 frames, 1 person)."""
     values = {
-        "model": {"name": "cascadeformer", "preset": "ntu60", "overrides": dict(TINY_CASCADE)},
+        "model": {
+            "name": "cascadeformer",
+            "preset": "ntu60",
+            "overrides": dict(TINY_CASCADEFORMER),
+        },
         "data": {
             "source": "synthetic",
             "layout": "ntu_stgcn",
@@ -341,7 +337,7 @@ def test_train_logs_checkpoints_and_learns(tmp_path) -> None:
 
 def test_resume_continues_exactly(tmp_path) -> None:
     # dropout, augmentation and random frame sampling are on: all their randomness must resume
-    overrides = {**TINY_CASCADE, "dropout": 0.2, "t2_dropout": 0.2, "head_dropout": 0.2}
+    overrides = {**TINY_CASCADEFORMER, "dropout": 0.2, "t2_dropout": 0.2, "head_dropout": 0.2}
     sections = {
         "model": {"overrides": overrides},
         "data": {"rotation": 20.0, "flip": 0.5},
@@ -421,6 +417,6 @@ def test_cascadeformer_pretrain_then_finetune(tmp_path) -> None:
     with pytest.raises(ConfigError, match="needs a two-stage model"):
         build_model(config_from_dict(stgcn))
     wrong = dict(finetune_values)
-    wrong["model"] = {**finetune_values["model"], "overrides": {**TINY_CASCADE, "d_model": 8}}
+    wrong["model"] = {**finetune_values["model"], "overrides": {**TINY_CASCADEFORMER, "d_model": 8}}
     with pytest.raises(ValueError, match="does not fit the model|has shape"):
         build_model(config_from_dict(wrong))

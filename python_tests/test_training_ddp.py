@@ -24,6 +24,7 @@ import subprocess
 import sys
 
 import torch
+from helpers import TINY_CASCADEFORMER
 
 from skelops.training import build_model, config_from_dict, train
 from skelops.training.checkpoint import load_model_weights
@@ -48,12 +49,7 @@ def _config(output_dir) -> dict:
             "name": "cascadeformer",
             "preset": "ntu60",
             "overrides": {
-                "num_classes": 4,
-                "d_model": 16,
-                "num_heads": 2,
-                "num_layers": 1,
-                "feedforward_dim": 32,
-                "max_frames": 16,
+                **TINY_CASCADEFORMER,
                 "head_dropout": 0.0,
                 **no_dropout,
             },
