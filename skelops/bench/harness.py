@@ -417,6 +417,7 @@ def run(
     from . import multi_dilation_graph_conv as _multi_dilation_graph_conv  # noqa: F401
     from . import partition_attention as _partition_attention  # noqa: F401
     from . import render_heatmaps as _render_heatmaps  # noqa: F401
+    from . import skeleton_pipeline as _skeleton_pipeline  # noqa: F401
     from . import sparse_graph_conv as _sparse_graph_conv  # noqa: F401
     from . import spatio_temporal_curve as _spatio_temporal_curve  # noqa: F401
 
