@@ -34,7 +34,7 @@ from torch import Tensor
 from ..graphs.layouts import Layout, get_layout
 from ..graphs.streams import bone_stream, motion_stream
 from ..ops._common import check_tensor
-from .pose2d import _range_pair, _uniform, uniform_sample_frames
+from .pose2d import _positive_int, _range_pair, _uniform, uniform_sample_frames
 
 __all__ = [
     "SkeletonAugment",
@@ -60,14 +60,6 @@ STREAMS = ("joint", "bone", "motion", "bone_motion")
 
 def _check_x(x: object, name: str = "x") -> Tensor:
     return check_tensor(name, x, (5,), "[N, C, T, V, M]")
-
-
-def _check_positive_int(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} ({value!r})")
-    if value <= 0:
-        raise ValueError(f"{name} must be positive, got {value}")
-    return value
 
 
 def _check_lengths(lengths: Tensor | None, x: Tensor) -> Tensor:
@@ -182,8 +174,8 @@ def valid_crop_resize(
     """
     x = _check_x(x)
     generator = _check_generator(generator, x.shape[0])
-    window = _check_positive_int(window, "window")
-    min_length = _check_positive_int(min_length, "min_length")
+    window = _positive_int(window, "window")
+    min_length = _positive_int(min_length, "min_length")
     lengths = _check_lengths(lengths, x)
     random_crop = not isinstance(p_interval, (int, float))
     low, high = _range_pair(p_interval, "p_interval")
@@ -594,7 +586,7 @@ def pad_persons(x: Tensor, num_persons: int) -> Tensor:
     """Keep the first ``num_persons`` persons, padding with zero persons (pyskl's
     ``FormatGCNInput(mode='zero')``)."""
     x = _check_x(x)
-    num_persons = _check_positive_int(num_persons, "num_persons")
+    num_persons = _positive_int(num_persons, "num_persons")
     if x.shape[4] >= num_persons:
         return x[..., :num_persons]
     return torch.nn.functional.pad(x, (0, num_persons - x.shape[4]))
@@ -605,7 +597,7 @@ def select_persons(x: Tensor, num_persons: int) -> Tensor:
     persons (2s-AGCN's ``read_xyz``: ``energy.argsort()[::-1][:max_body]``, ties in input
     order). Activity is :func:`person_energy`."""
     x = _check_x(x)
-    num_persons = _check_positive_int(num_persons, "num_persons")
+    num_persons = _positive_int(num_persons, "num_persons")
     order = person_energy(x).sort(dim=1, descending=True, stable=True).indices
     order = order[:, :num_persons]
     n, c, t, v = x.shape[:4]
@@ -673,8 +665,8 @@ def collate_sequences(
         )
     if len(sequences) == 0:
         raise ValueError("sequences must not be empty")
-    num_frames = _check_positive_int(num_frames, "num_frames")
-    num_persons = _check_positive_int(num_persons, "num_persons")
+    num_frames = _positive_int(num_frames, "num_frames")
+    num_persons = _positive_int(num_persons, "num_persons")
     if temporal not in ("resize", "uniform"):
         raise ValueError(f"temporal must be 'resize' or 'uniform', got {temporal!r}")
     tensors = []
@@ -756,7 +748,7 @@ class SkeletonAugment:
 
     def __post_init__(self) -> None:
         if self.window is not None:
-            _check_positive_int(self.window, "window")
+            _positive_int(self.window, "window")
         if self.stream not in STREAMS:
             raise ValueError(f"stream must be one of {STREAMS}, got {self.stream!r}")
         for name in ("rotation", "scale", "shear"):

@@ -100,6 +100,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..ops._common import check_positive_int
 from .registry import Preset, register_model
 
 __all__ = [
@@ -119,12 +120,6 @@ Embedding = Literal["linear", "conv", "spatial_transformer"]
 _EMBEDDINGS = ("linear", "conv", "spatial_transformer")
 _POSITION_STD = 0.02  # official trunc_normal_(std=0.02) of the positional table
 MASK_RATIO = 0.3  # official mask_ratio of every main script
-
-
-def _positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return value
 
 
 def _probability(name: str, value: object) -> float:
@@ -314,13 +309,13 @@ class FrameEncoder(nn.Module):
         dropout: float = 0.1,
     ):
         super().__init__()
-        self.num_joints = _positive_int("num_joints", num_joints)
-        self.in_channels = _positive_int("in_channels", in_channels)
-        self.max_frames = _positive_int("max_frames", max_frames)
-        d_model = _positive_int("d_model", d_model)
-        num_heads = _positive_int("num_heads", num_heads)
-        _positive_int("num_layers", num_layers)
-        _positive_int("feedforward_dim", feedforward_dim)
+        self.num_joints = check_positive_int("num_joints", num_joints)
+        self.in_channels = check_positive_int("in_channels", in_channels)
+        self.max_frames = check_positive_int("max_frames", max_frames)
+        d_model = check_positive_int("d_model", d_model)
+        num_heads = check_positive_int("num_heads", num_heads)
+        check_positive_int("num_layers", num_layers)
+        check_positive_int("feedforward_dim", feedforward_dim)
         _probability("dropout", dropout)
         if d_model % num_heads:
             raise ValueError(f"d_model must be a multiple of num_heads={num_heads}, got {d_model}")
@@ -585,7 +580,7 @@ class CascadeFormer(nn.Module):
         stage1: CascadeFormerPretrainer | None = None,
     ):
         super().__init__()
-        num_classes = _positive_int("num_classes", num_classes)
+        num_classes = check_positive_int("num_classes", num_classes)
         _choice("cross_attention", cross_attention, ("plain", "ffn"))
         _choice("head", head, ("linear", "mlp"))
         t2_dropout = _probability("t2_dropout", t2_dropout)

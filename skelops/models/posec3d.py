@@ -76,6 +76,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .. import graphs
+from ..ops._common import check_positive_int
 from .registry import Preset, register_model
 
 __all__ = ["COCO_LIMB_FLIP_PAIRS", "PoseC3D"]
@@ -240,11 +241,6 @@ class I3DHead(nn.Module):
         return self.fc_cls(self.dropout(x.mean(dim=(2, 3, 4))))
 
 
-def _check_positive_int(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-
-
 _PAPER = "PoseC3D (pyskl README, configs/posec3d)"
 _PRESETS = {
     "ntu60": Preset(
@@ -329,16 +325,16 @@ class PoseC3D(nn.Module):
         dropout: float = 0.5,
     ) -> None:
         super().__init__()
-        _check_positive_int("num_classes", num_classes)
-        _check_positive_int("in_channels", in_channels)
-        _check_positive_int("base_channels", base_channels)
+        check_positive_int("num_classes", num_classes)
+        check_positive_int("in_channels", in_channels)
+        check_positive_int("base_channels", base_channels)
         if heatmap not in _HEATMAPS:
             raise ValueError(f"heatmap must be one of {_HEATMAPS}, got {heatmap!r}")
         stage_blocks = tuple(stage_blocks)
         if not stage_blocks:
             raise ValueError("stage_blocks must name at least one stage, got ()")
         for i, blocks in enumerate(stage_blocks):
-            _check_positive_int(f"stage_blocks[{i}]", blocks)
+            check_positive_int(f"stage_blocks[{i}]", blocks)
         per_stage = {
             "inflate": tuple(inflate),
             "spatial_strides": tuple(spatial_strides),
@@ -352,7 +348,7 @@ class PoseC3D(nn.Module):
                 )
         for name in ("spatial_strides", "temporal_strides"):
             for i, stride in enumerate(per_stage[name]):
-                _check_positive_int(f"{name}[{i}]", stride)
+                check_positive_int(f"{name}[{i}]", stride)
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
 

@@ -86,6 +86,7 @@ from torch import Tensor, nn
 
 from .. import graphs
 from ..nn import PartitionAttention
+from ..ops._common import check_positive_int
 from .registry import Preset, register_model
 
 __all__ = ["SkateFormer", "SkateFormerBlock", "load_official_state_dict"]
@@ -96,12 +97,6 @@ _UCLA_SIZES = ((8, 4), (8, 5), (8, 4), (8, 5))
 _SKATE_TYPES = 4
 _INIT_STD = 0.02  # official trunc_normal_(std=.02) of the tables, G-Conv and embedding
 _POSITION_BASE = 10000.0  # base of the sinusoidal frame-index encoding
-
-
-def _positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return value
 
 
 class DropPath(nn.Module):
@@ -370,7 +365,7 @@ class SkateFormer(nn.Module):
             ("in_channels", in_channels),
             ("kernel_size", kernel_size),
         ):
-            _positive_int(name, value)
+            check_positive_int(name, value)
         depths, channels = tuple(depths), tuple(channels)
         if not depths or len(depths) != len(channels):
             raise ValueError(
@@ -378,14 +373,14 @@ class SkateFormer(nn.Module):
                 f"channels={channels}"
             )
         for i, depth in enumerate(depths):
-            _positive_int(f"depths[{i}]", depth)
-        if _positive_int("num_heads", num_heads) % (2 * _SKATE_TYPES):
+            check_positive_int(f"depths[{i}]", depth)
+        if check_positive_int("num_heads", num_heads) % (2 * _SKATE_TYPES):
             raise ValueError(
                 f"num_heads must be a multiple of {2 * _SKATE_TYPES} (H / 8 heads per "
                 f"Skate-Type), got {num_heads}"
             )
         for i, width in enumerate(channels):
-            if _positive_int(f"channels[{i}]", width) % num_heads:
+            if check_positive_int(f"channels[{i}]", width) % num_heads:
                 raise ValueError(
                     f"channels[{i}] must be a multiple of num_heads={num_heads}, got {width}"
                 )

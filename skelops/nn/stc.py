@@ -8,13 +8,8 @@ import torch
 from torch import Tensor, nn
 
 from ..ops import multi_dilation_graph_conv, spatio_temporal_curve
+from ..ops._common import check_positive_int
 from ..ops.spatio_temporal_curve import check_length
-
-
-def _check_positive(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return value
 
 
 class MultiDilationGraphConv(nn.Module):
@@ -58,8 +53,8 @@ class MultiDilationGraphConv(nn.Module):
             raise ValueError(f"adjacency must be [D, K, V, V], got {tuple(adjacency.shape)}")
         if reduction not in ("sum", "concat"):
             raise ValueError(f"reduction must be 'sum' or 'concat', got {reduction!r}")
-        _check_positive("in_channels", in_channels)
-        _check_positive("out_channels", out_channels)
+        check_positive_int("in_channels", in_channels)
+        check_positive_int("out_channels", out_channels)
         factory = {"device": device, "dtype": dtype}
         d, k = adjacency.shape[:2]
         self.in_channels, self.out_channels = in_channels, out_channels
@@ -129,7 +124,7 @@ class SpatioTemporalCurve(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        _check_positive("channels", channels)
+        check_positive_int("channels", channels)
         self.channels, self.length = channels, check_length(length)
         self.scale, self.backend = scale, backend
         self.key = (
@@ -137,7 +132,7 @@ class SpatioTemporalCurve(nn.Module):
             if key_channels is None
             else nn.Conv2d(
                 channels,
-                _check_positive("key_channels", key_channels),
+                check_positive_int("key_channels", key_channels),
                 1,
                 device=device,
                 dtype=dtype,

@@ -38,6 +38,13 @@ def check_tensor(
     return value
 
 
+def check_positive_int(name: str, value: object) -> int:
+    """``value`` if it is a positive ``int`` (``bool`` is not); else ValueError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return value
+
+
 def check_same(name: str, value: torch.Tensor, like_name: str, like: torch.Tensor) -> None:
     """Raise unless ``value`` has ``like``'s dtype and device."""
     if value.device != like.device:
