@@ -31,6 +31,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from ..graphs.layouts import Layout, get_layout
+from ..rotations import _single_axis
 
 __all__ = ["SyntheticActions", "synthetic_actions"]
 
@@ -191,19 +192,6 @@ def _class_table(num_classes: int) -> tuple[Tensor, Tensor, Tensor]:
     return amplitude, frequency, phase
 
 
-def _axis_rotation(axis: int, angle: Tensor) -> Tensor:
-    """Right-handed rotations ``[..., 3, 3]`` about coordinate ``axis`` by ``angle`` radians."""
-    cos, sin = torch.cos(angle), torch.sin(angle)
-    one, zero = torch.ones_like(angle), torch.zeros_like(angle)
-    if axis == 0:
-        rows = ((one, zero, zero), (zero, cos, -sin), (zero, sin, cos))
-    elif axis == 1:
-        rows = ((cos, zero, sin), (zero, one, zero), (-sin, zero, cos))
-    else:
-        rows = ((cos, -sin, zero), (sin, cos, zero), (zero, zero, one))
-    return torch.stack([torch.stack(row, -1) for row in rows], -2)
-
-
 def _pose_world(
     values: Tensor,
     heading: Tensor,
@@ -234,10 +222,10 @@ def _pose_world(
         if kind == "translate":
             translation[:, axis] += sign * values[:, d]
             continue
-        rotation = _axis_rotation(axis, sign * values[:, d])
+        rotation = _single_axis("XYZ"[axis], sign * values[:, d])
         # Later degrees of a segment compose on the left (outward after forward for the arm).
         local[segment] = rotation if local[segment] is None else rotation @ local[segment]
-    root = _axis_rotation(1, heading)
+    root = _single_axis("Y", heading)
     rotations: list[Tensor] = []
     origins: list[Tensor] = []
     for s, (name, parent, _) in enumerate(_SEGMENTS):
