@@ -46,7 +46,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .readers import SkeletonSequence, read_openpose_frames
+from .readers import SkeletonSequence, _natural_key, read_openpose_frames
 
 __all__ = [
     "POSE2SIM_SHA256",
@@ -148,9 +148,9 @@ def _trial_members(names: list[str]) -> dict[str, tuple[str, list[str]]]:
             name = f"{match['trial']}/{match['camera']}"
             trial_dir = member[: match.start("trial")] + match["trial"]
             found.setdefault(name, (trial_dir, []))[1].append(member)
-    natural = lambda s: [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", s)]  # noqa: E731
     return {
-        name: (trial, sorted(files, key=natural)) for name, (trial, files) in sorted(found.items())
+        name: (trial, sorted(files, key=_natural_key))
+        for name, (trial, files) in sorted(found.items())
     }
 
 

@@ -824,8 +824,9 @@ def read_openpose_frames(
     return SkeletonSequence(keypoints, scores, layout, None, name, image_shape, fps)
 
 
-def _natural_key(path: Path) -> list[object]:
-    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name)]
+def _natural_key(text: str) -> list[object]:
+    """Sort key ordering digit runs by value (``frame2`` before ``frame10``)."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]
 
 
 def read_openpose_json(
@@ -863,7 +864,9 @@ def read_openpose_json(
     """
     path = Path(path_or_dir)
     if path.is_dir():
-        files = sorted((p for p in path.iterdir() if p.suffix == ".json"), key=_natural_key)
+        files = sorted(
+            (p for p in path.iterdir() if p.suffix == ".json"), key=lambda p: _natural_key(p.name)
+        )
         if not files:
             raise SkeletonFileError(path, "no .json frame files in the directory")
         name = path.name
