@@ -176,11 +176,14 @@ def _model_input(
         clips=clips,
         generators=generators,
     )
+    # Centring, augmentation and streams run on the training device (the per-clip random
+    # numbers are drawn on the host and moved there).
+    x = x.to(device)
     if config.data.center:
         x = center_skeletons(x, data.layout, include_scores=config.data.include_scores)
     if generators is not None:
         x = augment(x, config.data, generators)
-    return to_stream(x, config.data.stream, data.layout).to(device), labels.to(device)
+    return to_stream(x, config.data.stream, data.layout), labels.to(device)
 
 
 def _check_labels(data: SkeletonSet, model: nn.Module, what: str) -> None:
